@@ -1,0 +1,464 @@
+//! Listing sensors: filters, sort keys, keyset cursors, and the SQL that both backends run
+//! for them. The SQL uses `$N` placeholders, which SQLite and PostgreSQL both accept, and
+//! only syntax both share; the status predicates mirror `picket_domain::status` rule by rule
+//! (the conformance suite checks they agree).
+
+use picket_domain::{HealthStatus, Mode, SensorStatus, SensorType, ServiceStatus, StatusContext, Version};
+
+use crate::model::Scope;
+
+/// Which sensors to list; each field is "any of these values" and fields combine with AND.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SensorFilter {
+    /// Derived status.
+    pub sensor_status: Vec<SensorStatus>,
+    /// Reported service status.
+    pub service_status: Vec<ServiceStatus>,
+    /// Worst open issue.
+    pub health_status: Vec<HealthStatus>,
+    /// Sensor type.
+    pub sensor_type: Vec<SensorType>,
+    /// Domain (case-insensitive).
+    pub domain: Vec<String>,
+    /// Subscription.
+    pub subscription: Vec<String>,
+    /// Site.
+    pub site: Vec<String>,
+    /// Zone.
+    pub zone: Vec<String>,
+    /// Has any of these tags.
+    pub tag: Vec<String>,
+    /// Mode.
+    pub mode: Vec<Mode>,
+    /// Version.
+    pub version: Vec<Version>,
+    /// Delayed ring membership.
+    pub delayed_update: Option<bool>,
+    /// Case-insensitive substring of the name.
+    pub q: Option<String>,
+}
+
+macro_rules! sort_keys {
+    ($($variant:ident = $text:literal => $expr:literal, $kind:ident;)+) => {
+        /// A column the list can be sorted on (every column of the Sensors page).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum SortKey {
+            $(#[doc = concat!("Sort on `", $text, "`.")] $variant),+
+        }
+
+        impl SortKey {
+            /// Every key.
+            pub const ALL: &'static [SortKey] = &[$(SortKey::$variant),+];
+
+            /// The name used in `sort=` (prefix `-` for descending).
+            pub fn as_str(self) -> &'static str {
+                match self { $(SortKey::$variant => $text),+ }
+            }
+
+            /// The SQL expression sorted on; never NULL so keyset comparisons are total.
+            fn column_expr(self) -> &'static str {
+                match self { $(SortKey::$variant => $expr),+ }
+            }
+
+            /// Whether the sort value is text or an integer.
+            pub fn kind(self) -> SortValueKind {
+                match self { $(SortKey::$variant => SortValueKind::$kind),+ }
+            }
+
+            /// Parses a `sort=` key name.
+            pub fn parse(s: &str) -> Option<SortKey> {
+                match s { $($text => Some(SortKey::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+sort_keys! {
+    Name = "name" => "name_lower", Text;
+    Type = "type" => "sensor_type", Text;
+    Domain = "domain" => "domain", Text;
+    Subscription = "subscription" => "subscription", Text;
+    Site = "site" => "site", Text;
+    Zone = "zone" => "zone", Text;
+    Tags = "tags" => "tags", Text;
+    Mode = "mode" => "mode", Text;
+    ServiceStatus = "service_status" => "service_status", Text;
+    SensorStatus = "sensor_status" => "", Int;
+    Version = "version" => "COALESCE(version_key, -1)", Int;
+    DelayedUpdate = "delayed_update" => "(CASE WHEN delayed_update THEN 1 ELSE 0 END)", Int;
+    HealthStatus = "health_status" => "health_rank", Int;
+    HealthIssues = "health_issues" => "open_issues", Int;
+    Created = "created_at" => "created_at", Int;
+    LastSeen = "last_seen_at" => "COALESCE(last_seen_at, -1)", Int;
+}
+
+/// Whether a sort key's values are text or integers (for cursors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortValueKind {
+    /// Text values.
+    Text,
+    /// Integer values.
+    Int,
+}
+
+/// A sort order: a key and a direction; ties are broken by id in the same direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    /// The column.
+    pub key: SortKey,
+    /// Descending (`-key`).
+    pub descending: bool,
+}
+
+impl Default for Sort {
+    fn default() -> Self {
+        Sort { key: SortKey::Name, descending: false }
+    }
+}
+
+impl Sort {
+    /// Parses `name`, `-last_seen_at`, ...
+    pub fn parse(s: &str) -> Option<Sort> {
+        let (descending, key) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        SortKey::parse(key).map(|key| Sort { key, descending })
+    }
+
+    /// The inverse of `parse`.
+    pub fn as_param(self) -> String {
+        format!("{}{}", if self.descending { "-" } else { "" }, self.key.as_str())
+    }
+}
+
+/// The value of the sort column at a position in the list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum SortValue {
+    /// For text keys.
+    Text(String),
+    /// For integer keys.
+    Int(i64),
+}
+
+/// Where the previous page ended: the last row's sort value and id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CursorPos {
+    /// The sort it belongs to (`sort=` form); a cursor is refused with another sort.
+    pub sort: String,
+    /// Last row's sort value.
+    pub value: SortValue,
+    /// Last row's id.
+    pub id: String,
+}
+
+/// Why a cursor was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cursor: {0}")]
+pub struct CursorError(pub &'static str);
+
+impl CursorPos {
+    /// The opaque text handed to clients as `next_cursor`.
+    pub fn encode(&self) -> String {
+        hex::encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Reads a client's cursor back, checking it belongs to `sort`.
+    pub fn decode(text: &str, sort: Sort) -> Result<CursorPos, CursorError> {
+        let bytes = hex::decode(text).map_err(|_| CursorError("not a cursor returned by this server"))?;
+        let pos: CursorPos = serde_json::from_slice(&bytes).map_err(|_| CursorError("not a cursor returned by this server"))?;
+        if pos.sort != sort.as_param() {
+            return Err(CursorError("it was made for another sort order; start again without a cursor"));
+        }
+        let kind_ok = matches!((&pos.value, sort.key.kind()), (SortValue::Text(_), SortValueKind::Text) | (SortValue::Int(_), SortValueKind::Int));
+        if !kind_ok {
+            return Err(CursorError("not a cursor returned by this server"));
+        }
+        Ok(pos)
+    }
+}
+
+/// A complete list request.
+#[derive(Debug, Clone)]
+pub struct SensorQuery {
+    /// What the caller may see.
+    pub scope: Scope,
+    /// Filters.
+    pub filter: SensorFilter,
+    /// Order.
+    pub sort: Sort,
+    /// Start after this position.
+    pub after: Option<CursorPos>,
+    /// Page size.
+    pub limit: u32,
+    /// For status filters and the status sort.
+    pub status: StatusContext,
+}
+
+/// A value bound to a `$N` placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlParam {
+    /// Text.
+    Text(String),
+    /// Integer.
+    Int(i64),
+    /// Boolean.
+    Bool(bool),
+}
+
+/// SQL text with its parameters in `$N` order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SqlQuery {
+    /// The statement.
+    pub sql: String,
+    /// Values for `$1`, `$2`, ...
+    pub params: Vec<SqlParam>,
+}
+
+impl SqlQuery {
+    /// Adds a parameter and returns its placeholder.
+    fn bind(&mut self, p: SqlParam) -> String {
+        self.params.push(p);
+        format!("${}", self.params.len())
+    }
+}
+
+/// The columns every sensor query selects, in the order backends decode them.
+pub const SENSOR_COLUMNS: &str = "id, name, sensor_type, domain, subscription, site, zone, tags, mode, auto_ti_updates, \
+description, capture_setting, delayed_update, service_status, version, created_at, last_seen_at, activated_at, \
+decommissioned_at, service_started_at, last_config_pull_at, update_state, config_version_applied, \
+config_version_desired, ti_version, open_issues, health_rank, activation_expires_at, cert_fingerprint";
+
+/// The SQL predicate for one status rule (without precedence); never NULL.
+fn rule_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuery) -> String {
+    use SensorStatus::*;
+    let p = match status {
+        NotApplicable => "mode = 'locally_managed'".to_string(),
+        PendingActivation => "activated_at IS NULL".to_string(),
+        Unreachable => "decommissioned_at IS NOT NULL".to_string(),
+        Disconnected => match ctx.disconnect_cutoff() {
+            Some(cutoff) => format!(
+                "(activated_at IS NOT NULL AND (CASE WHEN last_seen_at IS NOT NULL AND last_seen_at > activated_at THEN last_seen_at ELSE activated_at END) <= {})",
+                q.bind(SqlParam::Int(cutoff.millis()))
+            ),
+            None => "FALSE".to_string(),
+        },
+        StartFailed => format!(
+            "(service_started_at IS NOT NULL AND service_started_at < {} AND (last_config_pull_at IS NULL OR last_config_pull_at < service_started_at))",
+            q.bind(SqlParam::Int(ctx.start_failed_cutoff().millis()))
+        ),
+        UpdateFailed => "update_state = 'failed'".to_string(),
+        Updating => "update_state = 'updating'".to_string(),
+        NotConfigured => "sensor_type IN ('adfs', 'standalone') AND (capture_setting IS NULL OR TRIM(capture_setting) = '')".to_string(),
+        Syncing => "config_version_desired > config_version_applied".to_string(),
+        Outdated => match ctx.outdated_below {
+            Some(v) => format!("(version_key IS NOT NULL AND version_key < {})", q.bind(SqlParam::Int(v.key()))),
+            None => "FALSE".to_string(),
+        },
+        UpToDate => "TRUE".to_string(),
+    };
+    format!("COALESCE(({p}), FALSE)")
+}
+
+/// The SQL predicate "this sensor's derived status is `status`": its rule holds and no
+/// earlier rule does.
+pub fn status_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuery) -> String {
+    let mut parts = Vec::new();
+    for earlier in SensorStatus::ALL.iter().take_while(|s| **s != status) {
+        parts.push(format!("NOT {}", rule_predicate(*earlier, ctx, q)));
+    }
+    parts.push(rule_predicate(status, ctx, q));
+    format!("({})", parts.join(" AND "))
+}
+
+/// A SQL expression giving the derived status's rank (`SensorStatus::rank`).
+pub fn status_rank_expr(ctx: &StatusContext, q: &mut SqlQuery) -> String {
+    let mut s = String::from("(CASE");
+    for status in SensorStatus::ALL {
+        if *status == SensorStatus::UpToDate {
+            break;
+        }
+        s.push_str(&format!(" WHEN {} THEN {}", rule_predicate(*status, ctx, q), status.rank()));
+    }
+    s.push_str(&format!(" ELSE {} END)", SensorStatus::UpToDate.rank()));
+    s
+}
+
+fn in_list(column: &str, values: &[String], q: &mut SqlQuery) -> String {
+    let ph: Vec<String> = values.iter().map(|v| q.bind(SqlParam::Text(v.clone()))).collect();
+    format!("{column} IN ({})", ph.join(", "))
+}
+
+fn names<T>(v: &[T], f: fn(&T) -> &'static str) -> Vec<String> {
+    v.iter().map(|x| f(x).to_string()).collect()
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The WHERE clause (without the keyword) for a scope and filter; `TRUE` when unfiltered.
+pub fn where_clause(scope: &Scope, f: &SensorFilter, ctx: &StatusContext, q: &mut SqlQuery) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Scope::Subscriptions(subs) = scope {
+        parts.push(if subs.is_empty() { "FALSE".to_string() } else { in_list("subscription", subs, q) });
+    }
+    if !f.sensor_status.is_empty() {
+        let ors: Vec<String> = f.sensor_status.iter().map(|s| status_predicate(*s, ctx, q)).collect();
+        parts.push(format!("({})", ors.join(" OR ")));
+    }
+    if !f.service_status.is_empty() {
+        parts.push(in_list("service_status", &names(&f.service_status, |s: &ServiceStatus| s.as_str()), q));
+    }
+    if !f.health_status.is_empty() {
+        let ranks: Vec<String> = f.health_status.iter().map(|h| q.bind(SqlParam::Int(h.rank()))).collect();
+        parts.push(format!("health_rank IN ({})", ranks.join(", ")));
+    }
+    if !f.sensor_type.is_empty() {
+        parts.push(in_list("sensor_type", &names(&f.sensor_type, |s: &SensorType| s.as_str()), q));
+    }
+    if !f.domain.is_empty() {
+        let lower: Vec<String> = f.domain.iter().map(|d| d.to_ascii_lowercase()).collect();
+        parts.push(in_list("LOWER(domain)", &lower, q));
+    }
+    if !f.subscription.is_empty() {
+        parts.push(in_list("subscription", &f.subscription, q));
+    }
+    if !f.site.is_empty() {
+        parts.push(in_list("site", &f.site, q));
+    }
+    if !f.zone.is_empty() {
+        parts.push(in_list("zone", &f.zone, q));
+    }
+    if !f.tag.is_empty() {
+        let inner = in_list("t.tag", &f.tag, q);
+        parts.push(format!("EXISTS (SELECT 1 FROM sensor_tags t WHERE t.sensor_id = sensors.id AND {inner})"));
+    }
+    if !f.mode.is_empty() {
+        parts.push(in_list("mode", &names(&f.mode, |m: &Mode| m.as_str()), q));
+    }
+    if !f.version.is_empty() {
+        let keys: Vec<String> = f.version.iter().map(|v| q.bind(SqlParam::Int(v.key()))).collect();
+        parts.push(format!("version_key IN ({})", keys.join(", ")));
+    }
+    if let Some(d) = f.delayed_update {
+        parts.push(format!("delayed_update = {}", q.bind(SqlParam::Bool(d))));
+    }
+    if let Some(text) = f.q.as_deref().filter(|t| !t.is_empty()) {
+        let pat = q.bind(SqlParam::Text(escape_like(&text.to_lowercase())));
+        parts.push(format!("name_lower LIKE {pat} ESCAPE '\\'"));
+    }
+    if parts.is_empty() { "TRUE".to_string() } else { parts.join(" AND ") }
+}
+
+/// The page query: `SELECT <SENSOR_COLUMNS>, <sort value> AS sort_value FROM sensors ...`,
+/// keyset-paginated after `query.after`, `limit` rows.
+pub fn list_sql(query: &SensorQuery) -> SqlQuery {
+    let mut q = SqlQuery::default();
+    let filter = where_clause(&query.scope, &query.filter, &query.status, &mut q);
+    let sort_expr = match query.sort.key {
+        SortKey::SensorStatus => status_rank_expr(&query.status, &mut q),
+        k => k.column_expr().to_string(),
+    };
+    let (cmp, dir) = if query.sort.descending { ("<", "DESC") } else { (">", "ASC") };
+    let mut clause = filter;
+    if let Some(pos) = &query.after {
+        let v = match &pos.value {
+            SortValue::Text(t) => SqlParam::Text(t.clone()),
+            SortValue::Int(i) => SqlParam::Int(*i),
+        };
+        let v1 = q.bind(v.clone());
+        let v2 = q.bind(v);
+        let id = q.bind(SqlParam::Text(pos.id.clone()));
+        clause = format!("({clause}) AND ({sort_expr} {cmp} {v1} OR ({sort_expr} = {v2} AND id {cmp} {id}))");
+    }
+    let limit = q.bind(SqlParam::Int(i64::from(query.limit)));
+    q.sql = format!(
+        "SELECT {SENSOR_COLUMNS}, {sort_expr} AS sort_value FROM sensors WHERE {clause} ORDER BY {sort_expr} {dir}, id {dir} LIMIT {limit}"
+    );
+    q
+}
+
+/// `SELECT COUNT(*) FROM sensors WHERE ...` for the same scope and filter.
+pub fn count_sql(scope: &Scope, filter: &SensorFilter, ctx: &StatusContext) -> SqlQuery {
+    let mut q = SqlQuery::default();
+    let w = where_clause(scope, filter, ctx, &mut q);
+    q.sql = format!("SELECT COUNT(*) AS n FROM sensors WHERE {w}");
+    q
+}
+
+/// Counts grouped by derived status rank, health rank and mode, for the summary.
+pub fn summary_sql(scope: &Scope, ctx: &StatusContext) -> SqlQuery {
+    let mut q = SqlQuery::default();
+    let w = where_clause(scope, &SensorFilter::default(), ctx, &mut q);
+    let rank = status_rank_expr(ctx, &mut q);
+    q.sql = format!(
+        "SELECT {rank} AS status_rank, health_rank, mode, COUNT(*) AS n FROM sensors WHERE {w} GROUP BY 1, 2, 3"
+    );
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use picket_domain::{StatusTimings, Timestamp};
+
+    fn ctx() -> StatusContext {
+        StatusContext { now: Timestamp(1_000_000_000), timings: StatusTimings::default(), outdated_below: None, watching_since: Timestamp(0) }
+    }
+
+    #[test]
+    fn sort_round_trips() {
+        for k in SortKey::ALL {
+            for d in [false, true] {
+                let s = Sort { key: *k, descending: d };
+                assert_eq!(Sort::parse(&s.as_param()), Some(s));
+            }
+        }
+        assert_eq!(Sort::parse("bogus"), None);
+    }
+
+    #[test]
+    fn cursors_are_checked() {
+        let sort = Sort { key: SortKey::Name, descending: false };
+        let pos = CursorPos { sort: sort.as_param(), value: SortValue::Text("dc01".into()), id: "x".into() };
+        assert_eq!(CursorPos::decode(&pos.encode(), sort).unwrap(), pos);
+        assert!(CursorPos::decode("zz", sort).is_err());
+        assert!(CursorPos::decode(&hex::encode("{}"), sort).is_err());
+        let other = Sort { key: SortKey::Created, descending: false };
+        assert!(CursorPos::decode(&pos.encode(), other).is_err());
+    }
+
+    #[test]
+    fn placeholders_match_params() {
+        let f = SensorFilter {
+            sensor_status: vec![SensorStatus::Syncing, SensorStatus::Disconnected],
+            tag: vec!["a".into(), "b".into()],
+            q: Some("50%_off".into()),
+            delayed_update: Some(true),
+            ..Default::default()
+        };
+        let query = SensorQuery {
+            scope: Scope::Subscriptions(vec!["default".into()]),
+            filter: f,
+            sort: Sort { key: SortKey::SensorStatus, descending: true },
+            after: Some(CursorPos { sort: "-sensor_status".into(), value: SortValue::Int(3), id: "id".into() }),
+            limit: 50,
+            status: ctx(),
+        };
+        let q = list_sql(&query);
+        let n = q.params.len();
+        assert!(q.sql.contains(&format!("${n}")) && !q.sql.contains(&format!("${}", n + 1)));
+        assert!(q.params.contains(&SqlParam::Text("%50\\%\\_off%".into())));
+    }
+}
