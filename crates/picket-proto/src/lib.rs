@@ -1,1 +1,11 @@
-//! placeholder
+//! Wire types of Picket: the REST API's requests and answers, activation files, and the CSV
+//! columns. Field names are the public contract of DESIGN.md: add fields, never repurpose one.
+//!
+//! This crate must not hold logic beyond formatting: rules live in `picket-domain`.
+
+pub mod activation;
+pub mod api;
+pub mod time;
+
+pub use activation::ActivationFile;
+pub use api::*;
