@@ -70,11 +70,11 @@ pub mod time;
 pub mod validate;
 pub mod version;
 
-pub use duration::{format_duration, parse_duration, DurationError};
-pub use health::{health_status, HealthStatus, Severity};
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use health::{HealthStatus, Severity, health_status};
 pub use role::Role;
-pub use sensor::{Mode, SensorType, ServiceStatus, UpdateState, UnknownValue};
-pub use status::{derive_sensor_status, SensorStatus, StatusContext, StatusFacts, StatusTimings};
+pub use sensor::{Mode, SensorType, ServiceStatus, UnknownValue, UpdateState};
+pub use status::{SensorStatus, StatusContext, StatusFacts, StatusTimings, derive_sensor_status};
 pub use time::Timestamp;
 pub use validate::ValidationError;
 pub use version::{Version, VersionError};

@@ -226,14 +226,32 @@ mod tests {
         check(|f| f.last_seen_at = Some(Timestamp(NOW.0 - 10 * MIN)), Disconnected);
         check(|f| f.last_seen_at = Some(Timestamp(NOW.0 - 10 * MIN + 1)), UpToDate);
         // Exactly 30 minutes since start without a pull is not yet start_failed; more is.
-        check(|f| { f.service_started_at = Some(Timestamp(NOW.0 - 30 * MIN)); f.last_config_pull_at = None; }, UpToDate);
-        check(|f| { f.service_started_at = Some(Timestamp(NOW.0 - 30 * MIN - 1)); f.last_config_pull_at = None; }, StartFailed);
+        check(
+            |f| {
+                f.service_started_at = Some(Timestamp(NOW.0 - 30 * MIN));
+                f.last_config_pull_at = None;
+            },
+            UpToDate,
+        );
+        check(
+            |f| {
+                f.service_started_at = Some(Timestamp(NOW.0 - 30 * MIN - 1));
+                f.last_config_pull_at = None;
+            },
+            StartFailed,
+        );
         // A pull before the latest start does not count.
         check(|f| f.last_config_pull_at = Some(Timestamp(NOW.0 - 91 * MIN)), StartFailed);
         // Exactly three releases behind is outdated; two is not (outdated_below is the third newest).
         check(|f| f.version = Some(v("1.1.0")), UpToDate);
         // A sensor never heard from after activation is measured from its activation.
-        check(|f| { f.last_seen_at = None; f.activated_at = Some(Timestamp(NOW.0 - 10 * MIN)); }, Disconnected);
+        check(
+            |f| {
+                f.last_seen_at = None;
+                f.activated_at = Some(Timestamp(NOW.0 - 10 * MIN));
+            },
+            Disconnected,
+        );
         check(|f| f.version = None, UpToDate);
     }
 
@@ -284,8 +302,13 @@ mod tests {
             NotApplicable => f.mode == Mode::LocallyManaged,
             PendingActivation => f.activated_at.is_none(),
             Unreachable => f.decommissioned_at.is_some(),
-            Disconnected => contact.is_some_and(|t| c.now.since(t) >= c.timings.disconnect_after && c.now.since(c.watching_since) >= c.timings.disconnect_after),
-            StartFailed => f.service_started_at.is_some_and(|st| c.now.since(st) > c.timings.start_failed_after && f.last_config_pull_at.is_none_or(|p| p < st)),
+            Disconnected => contact.is_some_and(|t| {
+                c.now.since(t) >= c.timings.disconnect_after
+                    && c.now.since(c.watching_since) >= c.timings.disconnect_after
+            }),
+            StartFailed => f.service_started_at.is_some_and(|st| {
+                c.now.since(st) > c.timings.start_failed_after && f.last_config_pull_at.is_none_or(|p| p < st)
+            }),
             UpdateFailed => f.update_state == UpdateState::Failed,
             Updating => f.update_state == UpdateState::Updating,
             NotConfigured => !f.configured,

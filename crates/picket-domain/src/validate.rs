@@ -45,7 +45,9 @@ pub fn validate_name(name: &str) -> Result<(), ValidationError> {
     if !is_host_label(name) {
         return Err(refuse(
             "name",
-            format!("{name:?} is not host-name-like: use letters, digits and hyphens, not starting or ending with a hyphen (e.g. DC01-10-0-0-5)"),
+            format!(
+                "{name:?} is not host-name-like: use letters, digits and hyphens, not starting or ending with a hyphen (e.g. DC01-10-0-0-5)"
+            ),
         ));
     }
     Ok(())
@@ -59,8 +61,15 @@ pub fn validate_domain(domain: &str) -> Result<(), ValidationError> {
     }
     let d = domain.strip_suffix('.').unwrap_or(domain);
     let labels: Vec<&str> = d.split('.').collect();
-    if d.len() > 253 || labels.len() < 2 || !labels.iter().all(|l| is_host_label(l)) || labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(refuse("domain", format!("{domain:?} is not a fully qualified domain name (e.g. corp.example.com)")));
+    if d.len() > 253
+        || labels.len() < 2
+        || !labels.iter().all(|l| is_host_label(l))
+        || labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(refuse(
+            "domain",
+            format!("{domain:?} is not a fully qualified domain name (e.g. corp.example.com)"),
+        ));
     }
     Ok(())
 }
@@ -108,7 +117,10 @@ pub fn validate_tags(tags: &[String]) -> Result<(), ValidationError> {
             return Err(refuse("tags", format!("tag {t:?} must be 1 to {MAX_TAG_LEN} characters")));
         }
         if t.contains(',') || t.trim() != t || t.chars().any(|c| c.is_control()) {
-            return Err(refuse("tags", format!("tag {t:?} must not contain commas, control characters or surrounding spaces")));
+            return Err(refuse(
+                "tags",
+                format!("tag {t:?} must not contain commas, control characters or surrounding spaces"),
+            ));
         }
         if tags[..i].contains(t) {
             return Err(refuse("tags", format!("tag {t:?} is given twice")));
@@ -148,7 +160,16 @@ mod tests {
         for ok in ["", "corp.example.com", "a.b", "corp.example.com.", "x-1.y2.org"] {
             assert!(validate_domain(ok).is_ok(), "{ok}");
         }
-        for bad in ["corp", ".corp.com", "corp..com", "-a.com", "a_b.com", "1.2.3.4", &format!("{}.com", "a".repeat(64)), &"a.".repeat(130)] {
+        for bad in [
+            "corp",
+            ".corp.com",
+            "corp..com",
+            "-a.com",
+            "a_b.com",
+            "1.2.3.4",
+            &format!("{}.com", "a".repeat(64)),
+            &"a.".repeat(130),
+        ] {
             assert!(validate_domain(bad).is_err(), "{bad}");
         }
     }
@@ -158,7 +179,8 @@ mod tests {
         let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(validate_tags(&t(&["prod", "tier 1", "dc:east"])).is_ok());
         assert!(validate_tags(&t(&[])).is_ok());
-        for bad in [t(&[""]), t(&["a,b"]), t(&[" a"]), t(&["a", "a"]), t(&[&"x".repeat(65)]), vec!["x".to_string(); 33]] {
+        for bad in [t(&[""]), t(&["a,b"]), t(&[" a"]), t(&["a", "a"]), t(&[&"x".repeat(65)]), vec!["x".to_string(); 33]]
+        {
             assert!(validate_tags(&bad).is_err(), "{bad:?}");
         }
     }

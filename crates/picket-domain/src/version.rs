@@ -39,11 +39,7 @@ impl Version {
     /// The inverse of `key`.
     pub fn from_key(key: i64) -> Version {
         let mask = (PART_LIMIT - 1) as i64;
-        Version {
-            major: ((key >> 42) & mask) as u32,
-            minor: ((key >> 21) & mask) as u32,
-            patch: (key & mask) as u32,
-        }
+        Version { major: ((key >> 42) & mask) as u32, minor: ((key >> 21) & mask) as u32, patch: (key & mask) as u32 }
     }
 }
 
@@ -54,7 +50,11 @@ impl FromStr for Version {
         let mut parts = s.split('.');
         let mut next = || -> Result<u32, VersionError> {
             let p = parts.next().ok_or_else(err)?;
-            if p.is_empty() || p.len() > 7 || !p.bytes().all(|b| b.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
+            if p.is_empty()
+                || p.len() > 7
+                || !p.bytes().all(|b| b.is_ascii_digit())
+                || (p.len() > 1 && p.starts_with('0'))
+            {
                 return Err(err());
             }
             p.parse().map_err(|_| err())
@@ -115,7 +115,9 @@ mod tests {
     #[test]
     fn parses_and_refuses() {
         assert_eq!(v("1.10.0"), Version { major: 1, minor: 10, patch: 0 });
-        for bad in ["", "1", "1.2", "1.2.3.4", "v1.2.3", "1.2.x", "01.2.3", "1.-2.3", "1.2.3-rc1", "9999999.0.0", " 1.2.3"] {
+        for bad in
+            ["", "1", "1.2", "1.2.3.4", "v1.2.3", "1.2.x", "01.2.3", "1.-2.3", "1.2.3-rc1", "9999999.0.0", " 1.2.3"]
+        {
             assert!(bad.parse::<Version>().is_err(), "{bad}");
         }
     }

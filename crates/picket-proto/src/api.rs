@@ -289,7 +289,11 @@ pub struct CreatedToken {
 
 impl std::fmt::Debug for CreatedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedToken").field("id", &self.id).field("role", &self.role).field("token", &"<redacted>").finish()
+        f.debug_struct("CreatedToken")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("token", &"<redacted>")
+            .finish()
     }
 }
 
@@ -317,6 +321,20 @@ pub struct AuditView {
 
 /// The CSV export's header, in the contract's order.
 pub const CSV_COLUMNS: [&str; 16] = [
-    "Sensor", "Type", "Domain", "Subscription", "Site", "Zone", "Tags", "Mode", "Service Status",
-    "Sensor Status", "Version", "Delayed Update", "Health Status", "Health Issues", "Created", "Last Seen",
+    "Sensor",
+    "Type",
+    "Domain",
+    "Subscription",
+    "Site",
+    "Zone",
+    "Tags",
+    "Mode",
+    "Service Status",
+    "Sensor Status",
+    "Version",
+    "Delayed Update",
+    "Health Status",
+    "Health Issues",
+    "Created",
+    "Last Seen",
 ];

@@ -14,7 +14,7 @@ use picket_domain::{StatusContext, Timestamp, Version};
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
-pub use query::{CursorPos, Sort, SortKey, SortValue, SensorFilter, SensorQuery};
+pub use query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValue};
 
 /// A sensor row with the value of the sort column, so the caller can build the next cursor.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,14 +71,27 @@ pub trait Store: Send + Sync + 'static {
     /// One sensor, if it exists in `scope`.
     async fn get_sensor(&self, id: &str, scope: &Scope) -> StoreResult<Option<SensorRow>>;
     /// Applies a patch; `NotFound` outside `scope`, `Conflict` on a duplicate name.
-    async fn update_sensor(&self, id: &str, scope: &Scope, patch: &SensorPatch, audit: &Audit) -> StoreResult<SensorRow>;
+    async fn update_sensor(
+        &self,
+        id: &str,
+        scope: &Scope,
+        patch: &SensorPatch,
+        audit: &Audit,
+    ) -> StoreResult<SensorRow>;
     /// Deletes a sensor (which revokes its certificate); `NotFound` outside `scope`.
     async fn delete_sensor(&self, id: &str, scope: &Scope, audit: &Audit) -> StoreResult<()>;
     /// Marks its host as gone from the directory (`unreachable`).
     async fn decommission_sensor(&self, id: &str, scope: &Scope, audit: &Audit) -> StoreResult<SensorRow>;
     /// Replaces the activation token (hash and expiry) of a sensor that is not activated yet;
     /// `Conflict` if it already is.
-    async fn set_activation_token(&self, id: &str, scope: &Scope, secret_hash: &str, expires_at: Timestamp, audit: &Audit) -> StoreResult<SensorRow>;
+    async fn set_activation_token(
+        &self,
+        id: &str,
+        scope: &Scope,
+        secret_hash: &str,
+        expires_at: Timestamp,
+        audit: &Audit,
+    ) -> StoreResult<SensorRow>;
     /// One page of a list.
     async fn list_sensors(&self, query: &SensorQuery) -> StoreResult<Vec<ListedSensor>>;
     /// How many sensors match.

@@ -167,11 +167,15 @@ impl CursorPos {
     /// Reads a client's cursor back, checking it belongs to `sort`.
     pub fn decode(text: &str, sort: Sort) -> Result<CursorPos, CursorError> {
         let bytes = hex::decode(text).map_err(|_| CursorError("not a cursor returned by this server"))?;
-        let pos: CursorPos = serde_json::from_slice(&bytes).map_err(|_| CursorError("not a cursor returned by this server"))?;
+        let pos: CursorPos =
+            serde_json::from_slice(&bytes).map_err(|_| CursorError("not a cursor returned by this server"))?;
         if pos.sort != sort.as_param() {
             return Err(CursorError("it was made for another sort order; start again without a cursor"));
         }
-        let kind_ok = matches!((&pos.value, sort.key.kind()), (SortValue::Text(_), SortValueKind::Text) | (SortValue::Int(_), SortValueKind::Int));
+        let kind_ok = matches!(
+            (&pos.value, sort.key.kind()),
+            (SortValue::Text(_), SortValueKind::Text) | (SortValue::Int(_), SortValueKind::Int)
+        );
         if !kind_ok {
             return Err(CursorError("not a cursor returned by this server"));
         }
@@ -250,7 +254,10 @@ fn rule_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuery) -
         ),
         UpdateFailed => "update_state = 'failed'".to_string(),
         Updating => "update_state = 'updating'".to_string(),
-        NotConfigured => "sensor_type IN ('adfs', 'standalone') AND (capture_setting IS NULL OR TRIM(capture_setting) = '')".to_string(),
+        NotConfigured => {
+            "sensor_type IN ('adfs', 'standalone') AND (capture_setting IS NULL OR TRIM(capture_setting) = '')"
+                .to_string()
+        }
         Syncing => "config_version_desired > config_version_applied".to_string(),
         Outdated => match ctx.outdated_below {
             Some(v) => format!("(version_key IS NOT NULL AND version_key < {})", q.bind(SqlParam::Int(v.key()))),
@@ -414,7 +421,12 @@ mod tests {
     use picket_domain::{StatusTimings, Timestamp};
 
     fn ctx() -> StatusContext {
-        StatusContext { now: Timestamp(1_000_000_000), timings: StatusTimings::default(), outdated_below: None, watching_since: Timestamp(0) }
+        StatusContext {
+            now: Timestamp(1_000_000_000),
+            timings: StatusTimings::default(),
+            outdated_below: None,
+            watching_since: Timestamp(0),
+        }
     }
 
     #[test]

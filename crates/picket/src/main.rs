@@ -1,1 +1,2 @@
+//! The `picket` binary (placeholder until the CLI lands).
 fn main() {}
