@@ -1,0 +1,88 @@
+//! The sensor CSV export: the contract's columns (`picket_proto::CSV_COLUMNS`), one row per
+//! sensor, tags joined with ", " in one cell, and every cell that a spreadsheet would run as
+//! a formula (starting with `=`, `+`, `-`, `@`, tab or CR) prefixed with `'`.
+
+use picket_proto::SensorView;
+use picket_proto::time::format_ts;
+
+/// Prefixes `'` to a cell a spreadsheet would treat as a formula (CSV injection).
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
+/// The cells of one sensor, in `CSV_COLUMNS` order, before neutralisation.
+pub fn row_cells(s: &SensorView) -> [String; 16] {
+    [
+        s.name.clone(),
+        s.sensor_type.to_string(),
+        s.domain.clone(),
+        s.subscription.clone(),
+        s.site.clone(),
+        s.zone.clone(),
+        s.tags.join(", "),
+        s.mode.to_string(),
+        s.service_status.to_string(),
+        s.sensor_status.to_string(),
+        s.version.clone().unwrap_or_default(),
+        s.delayed_update.to_string(),
+        s.health_status.to_string(),
+        s.health_issues.to_string(),
+        format_ts(s.created_at),
+        s.last_seen_at.map(format_ts).unwrap_or_default(),
+    ]
+}
+
+fn write_record<'a>(w: &mut csv::Writer<Vec<u8>>, cells: impl IntoIterator<Item = &'a str>) -> csv::Result<()> {
+    w.write_record(cells.into_iter().map(|c| neutralise(c).into_owned()))
+}
+
+/// The header line.
+pub fn header() -> csv::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    write_record(&mut w, picket_proto::CSV_COLUMNS)?;
+    w.into_inner().map_err(|e| e.into_error().into())
+}
+
+/// One batch of rows.
+pub fn rows(batch: &[SensorView]) -> csv::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(batch.len() * 200));
+    for s in batch {
+        let cells = row_cells(s);
+        write_record(&mut w, cells.iter().map(String::as_str))?;
+    }
+    w.into_inner().map_err(|e| e.into_error().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_neutralised_and_nothing_else() {
+        for (input, expected) in [
+            ("=1+1", "'=1+1"),
+            ("+cmd", "'+cmd"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("plain", "plain"),
+            ("", ""),
+            ("a=b", "a=b"),
+        ] {
+            assert_eq!(neutralise(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn header_is_the_contract() {
+        let h = String::from_utf8(header().unwrap()).unwrap();
+        assert_eq!(
+            h,
+            "Sensor,Type,Domain,Subscription,Site,Zone,Tags,Mode,Service Status,Sensor Status,Version,Delayed Update,Health Status,Health Issues,Created,Last Seen\n"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration tests of the REST API against real servers on SQLite and PostgreSQL.
