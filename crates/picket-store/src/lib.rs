@@ -8,6 +8,7 @@ pub mod conformance;
 pub mod error;
 pub mod model;
 pub mod query;
+pub mod sql;
 
 use async_trait::async_trait;
 use picket_domain::{StatusContext, Timestamp, Version};

@@ -1,0 +1,14 @@
+//! Runs the store conformance suite against SQLite, one fresh database file per test.
+
+use std::sync::Arc;
+
+use picket_store::Store;
+use picket_store_sqlite::SqliteStore;
+
+async fn fresh_store() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("nested/picket.db")).await.expect("open SQLite store");
+    (Arc::new(store), dir)
+}
+
+picket_store::conformance_tests!(fresh_store().await);
