@@ -1,2 +1,54 @@
-//! The `picket` binary (placeholder until the CLI lands).
-fn main() {}
+//! The `picket` binary: `picket serve` (the control plane), `picket seed` (benchmark data
+//! straight into the store) and the admin commands that talk to a server over its REST API.
+//!
+//! This file only parses the command line, runs the command, and turns the outcome into an
+//! exit code scripts can trust (see `exit`); anyhow lives at this edge only.
+
+mod cli;
+mod commands;
+mod exit;
+mod output;
+mod seed;
+mod serve;
+mod store;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Do not wait for blocking tasks (a stdin read, a slow file) once the command is done.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if exit::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit::code_for(&err))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(*args).await,
+        Command::Seed(args) => seed::run(args).await,
+        Command::Sensors(cmd) => commands::sensors::run(*cmd).await,
+        Command::Zones(cmd) => commands::admin::zones(cmd).await,
+        Command::Subscriptions(cmd) => commands::admin::subscriptions(cmd).await,
+        Command::Summary(args) => commands::admin::summary(args).await,
+        Command::Tokens(cmd) => commands::admin::tokens(cmd).await,
+        Command::Audit(args) => commands::admin::audit(args).await,
+    }
+}
