@@ -397,7 +397,7 @@ impl Store for SqliteStore {
             .map(|r| {
                 let sort_value = match q.sort.key.kind() {
                     SortValueKind::Text => SortValue::Text(r.try_get("sort_value").map_err(corrupt)?),
-                    SortValueKind::Int => SortValue::Int(r.try_get("sort_value").map_err(corrupt)?),
+                    SortValueKind::Int => SortValue::Int(Cols(r).int("sort_value")?),
                 };
                 Ok(ListedSensor { row: sql::decode_sensor(&Cols(r))?, sort_value })
             })

@@ -1,0 +1,15 @@
+//! Runs the store conformance suite against PostgreSQL, one fresh database per test (needs
+//! `PICKET_TEST_DATABASE_URL`; `./scripts/test.sh` starts a throw-away cluster and sets it).
+
+use std::sync::Arc;
+
+use picket_store::Store;
+use picket_store_postgres::PgStore;
+
+async fn fresh_store() -> (Arc<dyn Store>, ()) {
+    let url = picket_testkit::pg::fresh_database_url().await;
+    let store = PgStore::connect(&url).await.expect("connect to the test database");
+    (Arc::new(store), ())
+}
+
+picket_store::conformance_tests!(fresh_store().await);
