@@ -5,22 +5,17 @@
 //! cannot create subscriptions or read the audit log (which records every subscription).
 
 use picket_domain::validate::{validate_description, validate_subscription, validate_zone};
-use picket_proto::{AuditView, CreateNamed, CreateTokenRequest, CreatedToken, SubscriptionView, TokenView, ZoneView};
+use picket_proto::{
+    AuditView, CreateNamed, CreateTokenRequest, CreatedToken, ListPage, SubscriptionView, TokenView, ZoneView,
+};
 use picket_store::{ApiToken, Scope, Subscription, Zone};
-use serde::{Deserialize, Serialize};
 
 use super::{App, AppError, AppResult, MAX_LIMIT};
 use crate::auth::{Admin, Operator, Viewer, new_token_secret, token_record};
 
-/// A page of the audit log, newest first: `{"items", "next_cursor"}` (no total: the log
-/// only grows, and counting it would cost a scan).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditPage {
-    /// This page.
-    pub items: Vec<AuditView>,
-    /// Pass as `cursor=` for older entries; null on the last page.
-    pub next_cursor: Option<String>,
-}
+/// A page of the audit log, newest first. Its `total` counts the entries of this page only:
+/// the log only grows, and counting all of it would cost a scan per request.
+pub type AuditPage = ListPage<AuditView>;
 
 fn zone_view(z: Zone) -> ZoneView {
     ZoneView { name: z.name, description: z.description, created_at: z.created_at }
@@ -62,7 +57,12 @@ impl App {
         validate_description(&req.description)?;
         let now = self.now();
         let zone = Zone { name: req.name, description: req.description, created_at: now };
-        self.store.create_zone(&zone, &who.principal().audit("zone.create", now)).await?;
+        self.store.create_zone(&zone, &who.principal().audit("zone.create", now)).await.map_err(|e| {
+            match AppError::from(e) {
+                AppError::Conflict(_) => AppError::Conflict(format!("zone {:?} already exists", zone.name)),
+                e => e,
+            }
+        })?;
         Ok(zone_view(zone))
     }
 
@@ -83,7 +83,12 @@ impl App {
         validate_description(&req.description)?;
         let now = self.now();
         let s = Subscription { name: req.name, description: req.description, created_at: now };
-        self.store.create_subscription(&s, &p.audit("subscription.create", now)).await?;
+        self.store.create_subscription(&s, &p.audit("subscription.create", now)).await.map_err(
+            |e| match AppError::from(e) {
+                AppError::Conflict(_) => AppError::Conflict(format!("subscription {:?} already exists", s.name)),
+                e => e,
+            },
+        )?;
         Ok(subscription_view(s))
     }
 
@@ -170,7 +175,8 @@ impl App {
                 after: e.after,
             })
             .collect();
-        Ok(AuditPage { items, next_cursor })
+        let items: Vec<AuditView> = items;
+        Ok(ListPage { total: items.len() as u64, items, next_cursor })
     }
 }
 

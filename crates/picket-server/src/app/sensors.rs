@@ -111,7 +111,39 @@ pub fn sensor_view(row: SensorRow, ctx: &StatusContext) -> SensorView {
     }
 }
 
+/// A store conflict on a sensor is a duplicate name; say which.
+fn duplicate_name(e: AppError, name: &str) -> AppError {
+    match e {
+        AppError::Conflict(_) => AppError::Conflict(format!(
+            "a sensor named {name:?} already exists (names are unique, ignoring case); include the host's IP to tell hosts apart, e.g. {name}-10-0-0-5"
+        )),
+        e => e,
+    }
+}
+
 impl App {
+    /// Refuses a zone that does not exist, naming the ones that do.
+    async fn check_zone(&self, zone: &str) -> AppResult<()> {
+        let zones = self.store.list_zones().await?;
+        if zones.iter().any(|z| z.name == zone) {
+            return Ok(());
+        }
+        let names: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
+        Err(AppError::Validation(format!(
+            "zone: unknown zone {zone:?}; existing zones: {} (create one with POST /api/v1/zones)",
+            names.join(", ")
+        )))
+    }
+
+    /// Refuses a subscription that does not exist (only called once the caller's scope allows it).
+    async fn check_subscription(&self, subscription: &str) -> AppResult<()> {
+        let subs = self.store.list_subscriptions(&Scope::All).await?;
+        if subs.iter().any(|s| s.name == subscription) {
+            return Ok(());
+        }
+        Err(AppError::Validation(format!("subscription: unknown subscription {subscription:?}")))
+    }
+
     /// Onboards a sensor into a subscription the caller may see; 201 material.
     pub async fn onboard(&self, who: &Operator, req: OnboardRequest) -> AppResult<SensorView> {
         let p = who.principal();
@@ -126,6 +158,8 @@ impl App {
         if !p.scope.allows(&req.subscription) {
             return Err(out_of_scope(&p.scope));
         }
+        self.check_zone(&req.zone).await?;
+        self.check_subscription(&req.subscription).await?;
         let now = self.now();
         let new = NewSensor {
             id: new_uuid(),
@@ -143,7 +177,12 @@ impl App {
             delayed_update: req.delayed_update,
             created_at: now,
         };
-        let row = self.store.create_sensor(&new, &p.audit("sensor.onboard", now)).await?;
+        let name = new.name.clone();
+        let row = self
+            .store
+            .create_sensor(&new, &p.audit("sensor.onboard", now))
+            .await
+            .map_err(|e| duplicate_name(e.into(), &name))?;
         Ok(sensor_view(row, &self.status_context().await?))
     }
 
@@ -215,10 +254,14 @@ impl App {
         if let Some(d) = &req.description {
             validate_description(d)?;
         }
+        if let Some(z) = &req.zone {
+            self.check_zone(z).await?;
+        }
         let capture_setting = match &req.config {
             Some(c) => Some(normalise_capture(c)?),
             None => None,
         };
+        let new_name = req.name.clone().unwrap_or_default();
         let patch = SensorPatch {
             name: req.name,
             site: req.site,
@@ -234,7 +277,7 @@ impl App {
             .store
             .update_sensor(id, &p.scope, &patch, &p.audit("sensor.update", now))
             .await
-            .map_err(|e| AppError::from(e).not_found_as("sensor"))?;
+            .map_err(|e| duplicate_name(AppError::from(e).not_found_as("sensor"), &new_name))?;
         Ok(sensor_view(row, &self.status_context().await?))
     }
 
