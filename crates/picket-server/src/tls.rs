@@ -120,7 +120,9 @@ fn server_cert(
 /// Writes `contents` to `path` atomically, with mode 0600 when `secret`.
 fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), ServerError> {
     let io = |source| ServerError::Io { path: path.to_path_buf(), source };
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
