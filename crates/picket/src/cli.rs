@@ -11,7 +11,7 @@ use crate::serve::ServeArgs;
 
 /// Picket: control plane for a fleet of security sensors, and its admin CLI.
 #[derive(Debug, Parser)]
-#[command(name = "picket", version, about, after_help = crate::exit::HELP)]
+#[command(name = "picket", version, after_help = crate::exit::HELP)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -34,7 +34,7 @@ fn duration(s: &str) -> Result<Duration, String> {
 /// Settings of `picket serve`; each may also come from its env var or the `--config` file.
 #[derive(Debug, Default, Args)]
 pub struct ServeArgs {
-    /// TOML file with any of these settings, keys in snake_case (e.g. disconnect_after = "5m").
+    /// TOML file with any of these settings, keys in snake_case, e.g. disconnect_after = "5m" (flags and env vars win over it).
     #[arg(long, env = "PICKET_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address of the REST API and portal [default: 127.0.0.1:8080].
@@ -202,11 +202,13 @@ pub fn resolve(args: ServeArgs, bootstrap_token: Option<String>) -> anyhow::Resu
     Ok(Resolved { config, database_url, log_format })
 }
 
-/// Starts tracing to stderr; levels from `RUST_LOG` (default `info`).
+/// Starts tracing to stderr; levels from `RUST_LOG` (default `info`, and only errors of sqlx,
+/// whose slow-statement warnings print whole bulk inserts).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=error"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -268,7 +270,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen} (--listen)"))?;
     let api_addr = listener.local_addr().context("reading the listener's address")?;
-    tracing::info!(api = %format!("http://{api_addr}/api/v1"), portal = %format!("http://{api_addr}/"), sensor_api = %format!("https://{sensor_listen}"), "picket serve is ready");
+    tracing::info!(
+        api = %format!("http://{api_addr}/api/v1"),
+        healthz = %format!("http://{api_addr}/healthz"),
+        sensor_listen = %sensor_listen,
+        "picket serve is ready"
+    );
     picket_server::serve(listener, prepared, shutdown_signal()).await.context("serving")?;
     tracing::info!("stopped");
     Ok(())

@@ -55,6 +55,11 @@ pub struct Server {
 impl Server {
     /// Starts `picket serve` in `cwd` with data dir `data_dir` and waits until it is healthy.
     pub fn start(cwd: &Path, data_dir: &Path, bootstrap_token: Option<&str>, run: u32) -> Server {
+        Server::start_with(cwd, data_dir, bootstrap_token, run, &[])
+    }
+
+    /// `start` with extra `picket serve` flags.
+    pub fn start_with(cwd: &Path, data_dir: &Path, bootstrap_token: Option<&str>, run: u32, extra: &[&str]) -> Server {
         let port = free_port();
         let stdout = cwd.join(format!("serve-{run}.out"));
         let stderr = cwd.join(format!("serve-{run}.err"));
@@ -63,6 +68,7 @@ impl Server {
             .args(["--sensor-listen", &format!("127.0.0.1:{}", free_port())])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr).expect("stderr file"));
         if let Some(t) = bootstrap_token {

@@ -67,3 +67,27 @@ fn seeded_fleets_are_served_listed_and_paged() {
     assert_eq!(csv.lines().count() as u64, 1 + summary["cloud_connected"].as_u64().unwrap());
     assert!(server.terminate().success());
 }
+
+#[test]
+fn postgres_backs_seed_and_serve() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = rt.block_on(picket_testkit::pg::fresh_database_url());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let seeded = picket(dir.path()).args(["seed", "--sensors", "300", "--database-url", &url]).output().unwrap();
+    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+    assert!(String::from_utf8_lossy(&seeded.stdout).contains("into postgres"));
+    assert!(!data.join("picket.db").exists(), "seeding PostgreSQL must not touch SQLite");
+
+    let server = Server::start_with(dir.path(), &data, Some(crate::harness::ADMIN_TOKEN), 0, &["--database-url", &url]);
+    assert_eq!(server.cli(&["summary", "--json"]).json()["total"], 300);
+    let page = server.cli(&["sensors", "list", "--json", "--subscription", "finance", "--limit", "5"]).json();
+    assert!(page["total"].as_u64().unwrap() > 0 && page["items"].as_array().unwrap().len() <= 5, "{page}");
+    assert!(!data.join("picket.db").exists(), "a PostgreSQL server must not open SQLite");
+    assert!(server.terminate().success());
+
+    let refused = picket(dir.path()).args(["serve", "--database-url", "mysql://u:secret@h/db"]).output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("unsupported database URL") && !err.contains("secret"), "{err}");
+}
