@@ -204,7 +204,7 @@ pub struct ListArgs {
     /// Start at this cursor (the `next_cursor` of a previous page).
     #[arg(long, conflicts_with = "all")]
     pub cursor: Option<String>,
-    /// Follow cursors and list every matching sensor.
+    /// Follow cursors and list every matching sensor (with --json: one array of them all).
     #[arg(long)]
     pub all: bool,
     /// Server and output options.
