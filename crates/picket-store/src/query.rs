@@ -384,10 +384,15 @@ pub fn list_sql(query: &SensorQuery) -> SqlQuery {
             SortValue::Text(t) => SqlParam::Text(t.clone()),
             SortValue::Int(i) => SqlParam::Int(*i),
         };
+        // The first, redundant bound lets PostgreSQL start an index range at the cursor; the
+        // OR alone makes it scan every earlier row (seconds deep into a million-row list).
+        let v0 = q.bind(v.clone());
         let v1 = q.bind(v.clone());
         let v2 = q.bind(v);
         let id = q.bind(SqlParam::Text(pos.id.clone()));
-        clause = format!("({clause}) AND ({sort_expr} {cmp} {v1} OR ({sort_expr} = {v2} AND id {cmp} {id}))");
+        clause = format!(
+            "({clause}) AND {sort_expr} {cmp}= {v0} AND ({sort_expr} {cmp} {v1} OR ({sort_expr} = {v2} AND id {cmp} {id}))"
+        );
     }
     let limit = q.bind(SqlParam::Int(i64::from(query.limit)));
     q.sql = format!(
