@@ -6,6 +6,8 @@
 //! This crate must not be chosen anywhere but once at start: callers hold an
 //! `Arc<dyn picket_store::Store>` and never name `PgStore` beyond that choice.
 
+mod identity;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -5,6 +5,8 @@
 //! This crate must not be chosen anywhere but once at start: callers hold an
 //! `Arc<dyn picket_store::Store>` and never name `SqliteStore` beyond that choice.
 
+mod identity;
+
 use std::path::Path;
 use std::time::Duration;
 

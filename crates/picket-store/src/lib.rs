@@ -6,6 +6,8 @@
 
 pub mod conformance;
 pub mod error;
+pub mod identity;
+pub mod identity_conformance;
 pub mod model;
 pub mod query;
 pub mod sql;
@@ -14,6 +16,7 @@ use async_trait::async_trait;
 use picket_domain::{StatusContext, Timestamp, Version};
 
 pub use error::{StoreError, StoreResult};
+pub use identity::{ActivationError, Heartbeat, SensorIdentityStore};
 pub use model::*;
 pub use query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValue};
 
@@ -29,7 +32,7 @@ pub struct ListedSensor {
 /// Everything Picket persists. Mutations take an `Audit` and write it in the same
 /// transaction, so the audit log cannot miss a change that happened.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SensorIdentityStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`), for logs and `/healthz`.
     fn backend(&self) -> &'static str;
 
