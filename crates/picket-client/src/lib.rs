@@ -7,6 +7,7 @@
 
 mod error;
 mod params;
+mod users;
 
 use std::time::Duration;
 

@@ -67,6 +67,7 @@ pub mod role;
 pub mod sensor;
 pub mod status;
 pub mod time;
+pub mod user;
 pub mod validate;
 pub mod version;
 

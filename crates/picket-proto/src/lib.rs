@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod api;
 pub mod time;
+pub mod users;
 
 pub use activation::ActivationFile;
 pub use api::*;

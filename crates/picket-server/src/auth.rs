@@ -9,6 +9,8 @@
 //!
 //! Tokens are looked up on every request (no cache), so a revocation takes effect at once.
 
+pub mod session;
+
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};

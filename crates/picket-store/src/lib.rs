@@ -11,6 +11,7 @@ pub mod identity_conformance;
 pub mod model;
 pub mod query;
 pub mod sql;
+pub mod users;
 
 use async_trait::async_trait;
 use picket_domain::{StatusContext, Timestamp, Version};
@@ -19,6 +20,7 @@ pub use error::{StoreError, StoreResult};
 pub use identity::{ActivationError, Heartbeat, SensorIdentityStore};
 pub use model::*;
 pub use query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValue};
+pub use users::{PortalStore, Session, User};
 
 /// A sensor row with the value of the sort column, so the caller can build the next cursor.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +34,7 @@ pub struct ListedSensor {
 /// Everything Picket persists. Mutations take an `Audit` and write it in the same
 /// transaction, so the audit log cannot miss a change that happened.
 #[async_trait]
-pub trait Store: SensorIdentityStore + Send + Sync + 'static {
+pub trait Store: SensorIdentityStore + PortalStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`), for logs and `/healthz`.
     fn backend(&self) -> &'static str;
 

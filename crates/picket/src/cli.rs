@@ -39,6 +39,9 @@ pub enum Command {
     Tokens(TokensCmd),
     /// Show the audit log, newest first.
     Audit(AuditArgs),
+    /// Add, list, re-password and remove portal users.
+    #[command(subcommand)]
+    Users(crate::commands::users::UsersCmd),
     /// Write N realistic sensor records straight into a store (benchmarks).
     Seed(SeedArgs),
 }

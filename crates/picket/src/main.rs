@@ -50,5 +50,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Summary(args) => commands::admin::summary(args).await,
         Command::Tokens(cmd) => commands::admin::tokens(cmd).await,
         Command::Audit(args) => commands::admin::audit(args).await,
+        Command::Users(cmd) => commands::users::run(cmd).await,
     }
 }

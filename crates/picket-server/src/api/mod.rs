@@ -10,6 +10,7 @@ pub mod extract;
 mod ops;
 pub mod params;
 mod sensors;
+mod users;
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::handler::Handler;
 use axum::http::StatusCode;
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::app::App;
@@ -75,6 +76,10 @@ impl Routes {
     fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Routes {
         self.add("DELETE", path, delete(h))
     }
+
+    fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Routes {
+        self.add("PUT", path, put(h))
+    }
 }
 
 fn routes() -> Routes {
@@ -99,6 +104,10 @@ fn routes() -> Routes {
         .post("/api/v1/tokens", admin::create_token)
         .delete("/api/v1/tokens/{id}", admin::revoke_token)
         .get("/api/v1/audit", admin::list_audit)
+        .get("/api/v1/users", users::list)
+        .post("/api/v1/users", users::create)
+        .delete("/api/v1/users/{name}", users::delete)
+        .put("/api/v1/users/{name}/password", users::set_password)
 }
 
 /// Every `(method, path)` the router serves.

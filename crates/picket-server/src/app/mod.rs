@@ -9,6 +9,7 @@
 mod admin;
 mod error;
 mod sensors;
+pub(crate) mod users;
 
 use std::sync::Arc;
 

@@ -16,3 +16,4 @@ mod listing;
 mod ops;
 mod scope;
 mod sensors;
+mod users;

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod sensors;
+pub mod users;
 
 use std::io::{BufWriter, Stdout};
 use std::path::{Path, PathBuf};
