@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod api;
+pub mod sensor;
 pub mod time;
 pub mod users;
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod csv;
 mod ids;
 pub mod metrics;
+pub mod sensor_api;
 pub mod tls;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use picket_store::{Store, StoreError};
 pub use app::App;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::ServerConfig;
+pub use sensor_api::serve_sensors;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

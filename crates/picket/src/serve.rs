@@ -270,13 +270,35 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen} (--listen)"))?;
     let api_addr = listener.local_addr().context("reading the listener's address")?;
+    let sensor_listener = tokio::net::TcpListener::bind(sensor_listen)
+        .await
+        .with_context(|| format!("listening on {sensor_listen} (--sensor-listen)"))?;
+    let sensor_addr = sensor_listener.local_addr().context("reading the sensor listener's address")?;
     tracing::info!(
         api = %format!("http://{api_addr}/api/v1"),
         healthz = %format!("http://{api_addr}/healthz"),
-        sensor_listen = %sensor_listen,
+        sensors = %format!("https://{sensor_addr}/sensor/v1"),
         "picket serve is ready"
     );
-    picket_server::serve(listener, prepared, shutdown_signal()).await.context("serving")?;
+    // One signal stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let sensors = picket_server::serve_sensors(
+        sensor_listener,
+        prepared.app().clone(),
+        prepared.tls.clone(),
+        stopped(stop_rx.clone()),
+    );
+    let api = picket_server::serve(listener, prepared, stopped(stop_rx));
+    let (api, sensors) = tokio::join!(api, sensors);
+    api.context("serving the API")?;
+    sensors.context("serving the sensor API")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 mod admin;
 mod error;
+mod identity;
 mod sensors;
 pub(crate) mod users;
 
@@ -18,6 +19,7 @@ use picket_store::Store;
 
 pub use admin::AuditPage;
 pub use error::{AppError, AppResult};
+pub use identity::{HEARTBEAT_FLUSH_EVERY, HeartbeatBatcher, SensorAuthError};
 pub use sensors::{ListRequest, SensorBatches, sensor_view};
 
 use crate::{Clock, ServerConfig};

@@ -1,0 +1,97 @@
+//! Requests and answers of the sensor API (`/sensor/v1`, mutual TLS on `--sensor-listen`).
+//! Public from its first use: fields are added, never repurposed or removed; readers ignore
+//! fields they do not know, so old sensors keep working against newer control planes.
+
+use picket_domain::{Mode, ServiceStatus, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::SensorConfig;
+
+/// `POST /sensor/v1/activate`: the one call made before the certificate is pinned.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivateRequest {
+    /// The sensor id from the activation file.
+    pub sensor_id: String,
+    /// The one-time activation token from the activation file (secret).
+    pub activation_token: String,
+}
+
+impl std::fmt::Debug for ActivateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivateRequest")
+            .field("sensor_id", &self.sensor_id)
+            .field("activation_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The answer to a successful activation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivateResponse {
+    /// The sensor's id.
+    pub sensor_id: String,
+    /// Its name in the control plane.
+    pub sensor_name: String,
+    /// Cloud connected or locally managed.
+    pub mode: Mode,
+    /// SHA-256 (hex) of the certificate now pinned to it.
+    pub cert_fingerprint: String,
+    /// When the activation happened (server clock).
+    #[serde(with = "crate::time::rfc3339")]
+    pub activated_at: Timestamp,
+}
+
+/// `POST /sensor/v1/heartbeat`: what the sensor reports about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// `running`, `starting`, `disabled`, `stopped`.
+    pub service_status: ServiceStatus,
+    /// The version it runs (`MAJOR.MINOR.PATCH`).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The configuration version it applied (0: none yet).
+    #[serde(default)]
+    pub config_version_applied: i64,
+    /// The TI package version it runs.
+    #[serde(default)]
+    pub ti_version: Option<i64>,
+    /// Its resident memory in bytes.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+    /// Its CPU use, percent of one core, averaged since the last heartbeat.
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// Seconds since its service started.
+    #[serde(default)]
+    pub uptime_secs: Option<u64>,
+    /// When its service started.
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub service_started_at: Option<Timestamp>,
+}
+
+/// The answer to a heartbeat: what the control plane wants the sensor to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// The sensor's id.
+    pub sensor_id: String,
+    /// Its name in the control plane (the only place a cloud-connected sensor's name is set).
+    pub sensor_name: String,
+    /// The configuration version it should run; pull `GET /sensor/v1/config` when ahead.
+    pub config_version_desired: i64,
+    /// The version it should run; `null` while no rollout targets it.
+    pub desired_version: Option<String>,
+    /// The control plane's clock, for the sensor to notice skew.
+    #[serde(with = "crate::time::rfc3339")]
+    pub server_time: Timestamp,
+}
+
+/// `GET /sensor/v1/config`: the sensor's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorConfigResponse {
+    /// The sensor's id.
+    pub sensor_id: String,
+    /// The version of this configuration; report it as applied once in effect.
+    pub config_version: i64,
+    /// The settings (capture setting, ...).
+    pub config: SensorConfig,
+}

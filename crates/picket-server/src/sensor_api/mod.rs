@@ -1,0 +1,179 @@
+//! The sensor API (`/sensor/v1`) on its own mutual-TLS listener (`--sensor-listen`).
+//!
+//! Every connection presents a client certificate (`tls`); its SHA-256 fingerprint rides in
+//! the request extensions. `POST /sensor/v1/activate` pins it to a sensor with the one-time
+//! token; every other route takes an `AuthedSensor`, which looks the fingerprint up in the
+//! store on each request (no cache, so a delete revokes at once on every replica) and answers
+//! 401 for unknown, revoked or deleted certificates. Heartbeats are answered at once and
+//! written in batches every `HEARTBEAT_FLUSH_EVERY`.
+
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use picket_proto::sensor::{
+    ActivateRequest, ActivateResponse, HeartbeatRequest, HeartbeatResponse, SensorConfigResponse,
+};
+use picket_store::{ActivationError, SensorRow};
+
+use crate::api::error::ApiError;
+use crate::api::extract::{ApiJson, BODY_LIMIT};
+use crate::app::{App, HEARTBEAT_FLUSH_EVERY, HeartbeatBatcher, SensorAuthError};
+use crate::tls::SensorTls;
+use tls::PeerFingerprint;
+
+/// What the sensor API's handlers share.
+#[derive(Clone)]
+pub struct SensorState {
+    /// The use cases.
+    pub app: Arc<App>,
+    /// Heartbeats waiting to be written.
+    pub batcher: HeartbeatBatcher,
+}
+
+impl FromRef<SensorState> for Arc<App> {
+    fn from_ref(s: &SensorState) -> Arc<App> {
+        s.app.clone()
+    }
+}
+
+impl From<SensorAuthError> for ApiError {
+    fn from(e: SensorAuthError) -> ApiError {
+        match e {
+            SensorAuthError::UnknownCertificate => ApiError::unauthorized(e.to_string()),
+            SensorAuthError::Activation(a) => {
+                let (status, code) = match a {
+                    ActivationError::Unknown => (StatusCode::UNAUTHORIZED, "activation_refused"),
+                    ActivationError::Expired { .. } => (StatusCode::GONE, "activation_expired"),
+                    ActivationError::Reused => (StatusCode::CONFLICT, "activation_used"),
+                    ActivationError::CertificateInUse => (StatusCode::CONFLICT, "certificate_in_use"),
+                    ActivationError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                };
+                ApiError::new(status, code, a.to_string())
+            }
+            SensorAuthError::App(e) => e.into(),
+        }
+    }
+}
+
+/// A sensor authenticated by the certificate pinned to it.
+#[derive(Debug, Clone)]
+pub struct AuthedSensor(pub SensorRow);
+
+impl<S> FromRequestParts<S> for AuthedSensor
+where
+    S: Send + Sync,
+    Arc<App>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<AuthedSensor, ApiError> {
+        let Some(PeerFingerprint(fp)) = parts.extensions.get::<PeerFingerprint>().cloned() else {
+            return Err(ApiError::unauthorized("a client certificate is required"));
+        };
+        let app = Arc::<App>::from_ref(state);
+        Ok(AuthedSensor(app.authenticate_sensor(&fp).await?))
+    }
+}
+
+async fn activate(
+    State(app): State<Arc<App>>,
+    Extension(PeerFingerprint(fp)): Extension<PeerFingerprint>,
+    ApiJson(req): ApiJson<ActivateRequest>,
+) -> Result<(StatusCode, Json<ActivateResponse>), ApiError> {
+    Ok((StatusCode::OK, Json(app.activate_sensor(&fp, &req).await?)))
+}
+
+async fn heartbeat(
+    State(state): State<SensorState>,
+    AuthedSensor(sensor): AuthedSensor,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    Ok(Json(state.app.sensor_heartbeat(&sensor, &req, &state.batcher)?))
+}
+
+async fn config(
+    State(app): State<Arc<App>>,
+    AuthedSensor(sensor): AuthedSensor,
+) -> Result<Json<SensorConfigResponse>, ApiError> {
+    Ok(Json(app.sensor_config(&sensor).await?))
+}
+
+/// Unknown routes: 401 for an unknown certificate first, so they reveal nothing to it.
+async fn not_found(_: AuthedSensor, req: axum::extract::Request) -> ApiError {
+    ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+/// Every `(method, path)` the sensor API serves.
+pub const ROUTES: &[(&str, &str)] =
+    &[("POST", "/sensor/v1/activate"), ("POST", "/sensor/v1/heartbeat"), ("GET", "/sensor/v1/config")];
+
+/// The sensor API's routes over `state` (TLS and fingerprints are the listener's job).
+pub fn router(state: SensorState) -> Router {
+    Router::new()
+        .route("/sensor/v1/activate", post(activate))
+        .route("/sensor/v1/heartbeat", post(heartbeat))
+        .route("/sensor/v1/config", get(config))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .with_state(state)
+}
+
+/// Writes batched heartbeats every `HEARTBEAT_FLUSH_EVERY` until `stop` says so, then once more.
+async fn flush_loop(app: Arc<App>, batcher: HeartbeatBatcher, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(HEARTBEAT_FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if let Err(e) = batcher.flush(app.store().as_ref()).await {
+            tracing::warn!(error = %e, pending = batcher.len(), "writing heartbeats failed; retrying");
+        }
+    }
+    if let Err(e) = batcher.flush(app.store().as_ref()).await {
+        tracing::warn!(error = %e, lost = batcher.len(), "writing the last heartbeats at shutdown failed");
+    }
+}
+
+/// Serves the sensor API on `listener` with mutual TLS until `shutdown` completes, then
+/// lets in-flight requests finish (at most 10 s) and writes the queued heartbeats.
+pub async fn serve_sensors(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    tls: SensorTls,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), crate::ServerError> {
+    let config = tls::server_config(&tls)?;
+    let batcher = HeartbeatBatcher::default();
+    let router = router(SensorState { app: app.clone(), batcher: batcher.clone() });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let flusher = tokio::spawn(flush_loop(app, batcher, stop_rx));
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let std_listener = listener.into_std().map_err(|e| crate::ServerError::Config(format!("sensor listener: {e}")))?;
+    // axum-server panics on a blocking listener.
+    std_listener.set_nonblocking(true).map_err(|e| crate::ServerError::Config(format!("sensor listener: {e}")))?;
+    let result = axum_server::from_tcp(std_listener)
+        .map_err(|e| crate::ServerError::Config(format!("sensor listener: {e}")))?
+        .acceptor(tls::FingerprintAcceptor::new(config))
+        .handle(handle)
+        .serve(router.into_make_service())
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = flusher.await;
+    result.map_err(|e| crate::ServerError::Config(format!("sensor listener: {e}")))
+}
