@@ -169,3 +169,66 @@ impl App {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use picket_domain::{Mode, SensorType, Timestamp};
+    use picket_store::{Audit, NewSensor, Scope, SensorIdentityStore};
+
+    fn beat(id: &str, at: i64, applied: i64) -> Heartbeat {
+        Heartbeat {
+            sensor_id: id.to_string(),
+            at: Timestamp(at),
+            service_status: ServiceStatus::Running,
+            version: None,
+            config_version_applied: applied,
+            ti_version: None,
+            service_started_at: None,
+            rss_bytes: None,
+            cpu_permille: cpu_permille(Some(12.34)),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_batcher_keeps_the_latest_heartbeat_per_sensor_and_writes_them_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = picket_store_sqlite::SqliteStore::open(&dir.path().join("p.db")).await.unwrap();
+        let audit = Audit { actor: "test".into(), action: "sensor.onboard".into(), at: Timestamp(1) };
+        for id in ["a", "b"] {
+            let s = NewSensor {
+                id: id.into(),
+                name: format!("S{id}"),
+                sensor_type: SensorType::DomainController,
+                domain: String::new(),
+                subscription: "default".into(),
+                site: String::new(),
+                zone: "default".into(),
+                tags: Vec::new(),
+                mode: Mode::CloudConnected,
+                auto_ti_updates: false,
+                description: String::new(),
+                capture_setting: None,
+                delayed_update: false,
+                created_at: Timestamp(1),
+            };
+            store.create_sensor(&s, &audit).await.unwrap();
+            store.set_activation_token(id, &Scope::All, &format!("h{id}"), Timestamp(10_000), &audit).await.unwrap();
+            store.activate_sensor(id, &format!("h{id}"), &format!("fp{id}"), Timestamp(2)).await.unwrap();
+        }
+        let batcher = HeartbeatBatcher::default();
+        assert_eq!(batcher.flush(&store).await.unwrap(), 0);
+        batcher.push(beat("a", 100, 0));
+        batcher.push(beat("b", 100, 0));
+        batcher.push(beat("a", 200, 1));
+        assert_eq!(batcher.len(), 2);
+        assert_eq!(batcher.flush(&store).await.unwrap(), 2);
+        assert!(batcher.is_empty());
+        let a = store.get_sensor("a", &Scope::All).await.unwrap().unwrap();
+        assert_eq!((a.last_seen_at, a.config_version_applied), (Some(Timestamp(200)), 1));
+        let b = store.get_sensor("b", &Scope::All).await.unwrap().unwrap();
+        assert_eq!(b.last_seen_at, Some(Timestamp(100)));
+        assert_eq!(cpu_permille(Some(-1.0)), None);
+        assert_eq!(cpu_permille(Some(f64::NAN)), None);
+    }
+}

@@ -1,0 +1,20 @@
+//! The Picket sensor service on a monitored host: `activate` (make a self-signed client
+//! certificate, activate over TLS pinned to the activation file's CA), `run` (heartbeats and
+//! configuration pulls over mutual TLS, surviving a control plane that is down), `status`.
+//!
+//! Layout: `core` is the sans-IO decision logic (what to send next, how long to wait, backoff
+//! with jitter) driven by events and a random number; `identity` makes and reads the client
+//! certificate; `state` owns the state dir; `client` speaks the sensor API; `run` is the tokio
+//! shell that does the IO the core asks for.
+//!
+//! This crate must not depend on `picket-server` or the store (a sensor talks to the control
+//! plane only through the sensor API), and the sensor must not write outside its state dir.
+
+pub mod client;
+pub mod core;
+pub mod identity;
+pub mod run;
+pub mod state;
+
+/// The version this build reports unless `--version` says otherwise.
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,278 @@
+//! Real processes for the end-to-end tests: `picket serve` (the workspace's `picket` binary,
+//! built on first use with the same cargo, so a `-p picket-sensor` run never tests a stale
+//! server) and `picket-sensor` (this package's binary); a small REST helper; polling.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The sensor binary under test.
+pub const SENSOR: &str = env!("CARGO_BIN_EXE_picket-sensor");
+
+/// The admin token the test servers start with.
+pub const ADMIN_TOKEN: &str = "pkt_sensor_e2e_admin_token_0123456789abcdef";
+
+/// Which store the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the data dir.
+    Sqlite,
+    /// A fresh database of the throw-away PostgreSQL cluster.
+    Postgres,
+}
+
+/// The `picket` binary: `cargo build -p picket` once per test run (a no-op when fresh), in
+/// the target dir this test binary lives in.
+pub fn picket_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // <target>/<profile>/deps/integration-<hash>
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir").to_path_buf();
+        let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+        let bin = profile_dir.join("picket");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "picket", "--bin", "picket", "--target-dir"])
+            .arg(&target_dir)
+            .current_dir(&workspace)
+            .stdin(Stdio::null());
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build -p picket");
+        assert!(status.success(), "cargo build -p picket failed");
+        assert!(bin.exists(), "{} missing after cargo build -p picket", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn healthy(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.1 200")
+}
+
+/// Polls `f` every 100 ms until it gives `Some`, panicking with `what` after `timeout`.
+pub async fn wait_for<T>(timeout: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A running `picket serve`; killed on drop.
+pub struct Server {
+    child: Child,
+    database_url: Option<String>,
+    port: u16,
+    disconnect_after: String,
+    runs: u32,
+    /// `http://127.0.0.1:<port>`.
+    pub api: String,
+    /// The sensor listener's port.
+    pub sensor_port: u16,
+    /// Data dir and scratch space.
+    pub dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+/// `picket serve` with its data in `dir` on the given ports; run `run` logs to `serve-<run>.err`.
+fn spawn_server(dir: &Path, port: u16, sensor_port: u16, disconnect_after: &str, db: Option<&str>, run: u32) -> Child {
+    let mut cmd = Command::new(picket_bin());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PICKET_") && k != "PICKET_TEST_DATABASE_URL" {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--sensor-listen", &format!("127.0.0.1:{sensor_port}")])
+        .args(["--disconnect-after", disconnect_after])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("PICKET_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join(format!("serve-{run}.out"))).expect("stdout file"))
+        .stderr(std::fs::File::create(dir.join(format!("serve-{run}.err"))).expect("stderr file"));
+    if let Some(url) = db {
+        cmd.arg("--database-url").arg(url);
+    }
+    cmd.spawn().expect("picket serve starts")
+}
+
+impl Server {
+    /// Starts `picket serve` on `backend` with `disconnect_after`, and waits until healthy.
+    pub async fn start(backend: Backend, disconnect_after: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(picket_testkit::pg::fresh_database_url().await),
+        };
+        let (port, sensor_port) = (free_port(), free_port());
+        let child = spawn_server(dir.path(), port, sensor_port, disconnect_after, database_url.as_deref(), 0);
+        let mut server = Server {
+            child,
+            database_url,
+            port,
+            disconnect_after: disconnect_after.to_string(),
+            runs: 0,
+            api: format!("http://127.0.0.1:{port}"),
+            sensor_port,
+            dir,
+            http: reqwest::Client::new(),
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    /// Stops the server with SIGTERM and checks it exits 0; it stays down until `start_again`.
+    pub fn stop(&mut self) {
+        let ok = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill");
+        assert!(ok.success(), "kill -TERM picket serve");
+        let status = self.child.wait().expect("wait for picket serve");
+        assert!(status.success(), "picket serve exits 0 on SIGTERM, got {status}: {}", self.log());
+    }
+
+    /// Starts it again after `stop`, on the same ports and data.
+    pub async fn start_again(&mut self) {
+        self.runs += 1;
+        let db = self.database_url.as_deref();
+        self.child = spawn_server(self.dir.path(), self.port, self.sensor_port, &self.disconnect_after, db, self.runs);
+        self.wait_healthy().await;
+    }
+
+    async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !healthy(self.port) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("picket serve exited with {status}: {}", self.log());
+            }
+            assert!(Instant::now() < deadline, "picket serve not healthy after 60 s: {}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The server's stderr so far (its latest run).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("serve-{}.err", self.runs))).unwrap_or_default()
+    }
+
+    /// A REST call with the admin token; returns the status and the JSON body (or `Null`).
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut rb = self.http.request(method, format!("{}{path}", self.api)).bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.expect("REST call");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("REST body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Onboards a domain controller named `name`; returns its id.
+    pub async fn onboard(&self, name: &str) -> String {
+        let body = serde_json::json!({"name": name, "type": "domain_controller", "domain": "corp.example.com"});
+        let (status, v) = self.call(reqwest::Method::POST, "/api/v1/sensors", Some(body)).await;
+        assert_eq!(status, 201, "onboard: {v}");
+        v["id"].as_str().expect("sensor id").to_string()
+    }
+
+    /// Downloads the sensor's activation file into the scratch dir; returns its path.
+    pub async fn activation_file(&self, id: &str) -> PathBuf {
+        let (status, v) = self.call(reqwest::Method::GET, &format!("/api/v1/sensors/{id}/activation-file"), None).await;
+        assert_eq!(status, 200, "activation file: {v}");
+        let path = self.dir.path().join(format!("{id}.activation.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&v).expect("json")).expect("write activation file");
+        path
+    }
+
+    /// `GET /api/v1/sensors/{id}`.
+    pub async fn sensor(&self, id: &str) -> Value {
+        let (status, v) = self.call(reqwest::Method::GET, &format!("/api/v1/sensors/{id}"), None).await;
+        assert_eq!(status, 200, "get sensor: {v}");
+        v
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `picket-sensor ARGS` to completion.
+pub fn sensor_cmd(args: &[&str]) -> Output {
+    Command::new(SENSOR).args(args).env("RUST_LOG", "info").stdin(Stdio::null()).output().expect("run picket-sensor")
+}
+
+/// A running `picket-sensor run`; killed on drop.
+pub struct SensorProcess {
+    /// The child.
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl SensorProcess {
+    /// `picket-sensor run --state-dir STATE --heartbeat-interval 300ms`, logging beside the state dir.
+    pub fn run(state: &Path, run: u32) -> SensorProcess {
+        let log = state.with_extension(format!("run{run}.log"));
+        let child = Command::new(SENSOR)
+            .args(["run", "--heartbeat-interval", "300ms", "--max-backoff", "1s", "--state-dir"])
+            .arg(state)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("sensor log"))
+            .spawn()
+            .expect("picket-sensor run starts");
+        SensorProcess { child, log }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (`-KILL`, `-TERM`) to it.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill").arg(signal).arg(self.child.id().to_string()).status().expect("kill");
+        assert!(ok.success(), "kill {signal} failed");
+    }
+}
+
+impl Drop for SensorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `picket-sensor status --json --state-dir STATE`.
+pub fn sensor_status(state: &Path) -> Value {
+    let out = sensor_cmd(&["status", "--json", "--state-dir", state.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}

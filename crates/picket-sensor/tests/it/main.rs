@@ -1,0 +1,6 @@
+//! End-to-end tests of `picket-sensor` against a real `picket serve`, both as processes on
+//! loopback, on SQLite and on PostgreSQL (through `./scripts/test.sh`).
+
+mod harness;
+mod lifecycle;
+mod refusals;
