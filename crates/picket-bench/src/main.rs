@@ -45,11 +45,11 @@ const TOKEN: &str = "pkt_benchmark_bootstrap_token_0123456789abcdef";
 /// The list shapes measured: filtered and sorted first pages as the portal asks for them.
 const LIST_QUERIES: &[&str] = &[
     "sort=name&limit=50",
-    "sensor_status=disconnected&sort=name&limit=50",
+    "sensor_status=syncing&sort=name&limit=50",
     "type=domain_controller&sort=-last_seen_at&limit=50",
     "subscription=default&zone=default&sort=name&limit=50",
     "health_status=not_healthy_high&sort=-created_at&limit=50",
-    "q=dc-00&sort=name&limit=50",
+    "q=dc00001&sort=name&limit=50",
     "tag=tier-1&sort=name&limit=50",
 ];
 

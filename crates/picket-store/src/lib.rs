@@ -100,6 +100,12 @@ pub trait Store: SensorIdentityStore + PortalStore + Send + Sync + 'static {
     ) -> StoreResult<SensorRow>;
     /// One page of a list.
     async fn list_sensors(&self, query: &SensorQuery) -> StoreResult<Vec<ListedSensor>>;
+    /// One page of a list when the caller knows how many sensors match (it counted them for
+    /// `total`), so a backend can choose its plan; by default the same as `list_sensors`.
+    async fn list_sensors_matching(&self, query: &SensorQuery, matches: u64) -> StoreResult<Vec<ListedSensor>> {
+        let _ = matches;
+        self.list_sensors(query).await
+    }
     /// How many sensors match.
     async fn count_sensors(&self, scope: &Scope, filter: &SensorFilter, ctx: &StatusContext) -> StoreResult<u64>;
     /// Fleet counts.

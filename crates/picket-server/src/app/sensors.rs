@@ -201,9 +201,10 @@ impl App {
             None => None,
         };
         let ctx = self.status_context().await?;
-        let total = self.store.count_sensors(&scope, &req.filter, &ctx).await?;
         let query = SensorQuery { scope, filter: req.filter, sort: req.sort, after, limit: limit + 1, status: ctx };
-        let mut rows = self.store.list_sensors(&query).await?;
+        // Count first: the backend picks the page's plan by how many sensors match.
+        let total = self.store.count_sensors(&query.scope, &query.filter, &ctx).await?;
+        let mut rows = self.store.list_sensors_matching(&query, total).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next_cursor = match rows.last() {
