@@ -177,3 +177,56 @@ pub async fn serve_sensors(
     let _ = flusher.await;
     result.map_err(|e| crate::ServerError::Config(format!("sensor listener: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use picket_domain::Timestamp;
+
+    fn check(e: SensorAuthError, status: StatusCode, code: &str) {
+        let api = ApiError::from(e);
+        assert_eq!((api.status, api.code), (status, code), "{}", api.message);
+        assert!(!api.message.is_empty());
+    }
+
+    #[test]
+    fn refusals_have_their_own_status_and_code() {
+        check(SensorAuthError::UnknownCertificate, StatusCode::UNAUTHORIZED, "unauthorized");
+        check(SensorAuthError::Activation(ActivationError::Unknown), StatusCode::UNAUTHORIZED, "activation_refused");
+        check(
+            SensorAuthError::Activation(ActivationError::Expired { expired_at: Timestamp(0) }),
+            StatusCode::GONE,
+            "activation_expired",
+        );
+        check(SensorAuthError::Activation(ActivationError::Reused), StatusCode::CONFLICT, "activation_used");
+        check(
+            SensorAuthError::Activation(ActivationError::CertificateInUse),
+            StatusCode::CONFLICT,
+            "certificate_in_use",
+        );
+    }
+
+    #[test]
+    fn the_verifier_demands_a_certificate_and_offers_the_providers_schemes() {
+        let provider = tls::provider();
+        let v = tls::AnyClientCert::new(&provider);
+        use rustls::server::danger::ClientCertVerifier;
+        assert!(v.offer_client_auth() && v.client_auth_mandatory());
+        assert!(v.root_hint_subjects().is_empty());
+        assert!(v.supported_verify_schemes().contains(&rustls::SignatureScheme::ECDSA_NISTP256_SHA256));
+        let garbage = rustls::pki_types::CertificateDer::from(vec![1u8, 2, 3]);
+        let now = rustls::pki_types::UnixTime::now();
+        assert!(v.verify_client_cert(&garbage, &[], now).is_err());
+        let cert = |from: i64, to: i64| {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let mut params = rcgen::CertificateParams::default();
+            let t = time::OffsetDateTime::now_utc();
+            params.not_before = t + time::Duration::days(from);
+            params.not_after = t + time::Duration::days(to);
+            params.self_signed(&key).expect("self-signed").der().clone()
+        };
+        assert!(v.verify_client_cert(&cert(-1, 730), &[], now).is_ok(), "a current self-signed certificate");
+        assert!(v.verify_client_cert(&cert(-10, -1), &[], now).is_err(), "an expired certificate");
+        assert!(v.verify_client_cert(&cert(1, 10), &[], now).is_err(), "a certificate not valid yet");
+    }
+}
