@@ -77,8 +77,46 @@ export PICKET_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
 echo "test.sh: throw-away PostgreSQL on 127.0.0.1:$port" >&2
 
 # ---- browser tests ----
-# BROWSER TEST SETUP GOES HERE (later): install Debian `chromium` and `chromium-driver` when
-# missing, start chromedriver on a free port and export its URL for the portal tests.
+# The portal's tests drive a real headless Chromium over WebDriver: install Debian's
+# `chromium` and `chromium-driver` when missing, start chromedriver on a free port (stopped by
+# the cleanup trap) and export its URL.
+if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
+    echo "test.sh: installing chromium and chromium-driver (apt-get)..." >&2
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+fi
+chromedriver_pid=""
+stop_chromedriver() {
+    if [[ -n "$chromedriver_pid" ]]; then
+        kill "$chromedriver_pid" 2>/dev/null || true
+        wait "$chromedriver_pid" 2>/dev/null || true
+    fi
+}
+trap 'stop_chromedriver; cleanup' EXIT
+driver_port=""
+for _ in 1 2 3; do
+    driver_port="$(free_port)"
+    /usr/bin/chromedriver --port="$driver_port" --allowed-ips=127.0.0.1 >"$pg_dir/chromedriver.log" 2>&1 &
+    chromedriver_pid=$!
+    for _ in $(seq 1 50); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$driver_port") 2>/dev/null; then
+            break 2
+        fi
+        if ! kill -0 "$chromedriver_pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    stop_chromedriver
+    chromedriver_pid=""
+done
+if [[ -z "$chromedriver_pid" ]]; then
+    echo "test.sh: chromedriver did not start; its log:" >&2
+    cat "$pg_dir/chromedriver.log" >&2 || true
+    exit 1
+fi
+export PICKET_TEST_WEBDRIVER="http://127.0.0.1:$driver_port"
+echo "test.sh: chromedriver on 127.0.0.1:$driver_port" >&2
 
 # ---- the tests ----
 # The whole workspace, unless the caller picked packages (`-p X` would otherwise be ignored).

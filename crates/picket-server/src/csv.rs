@@ -2,8 +2,15 @@
 //! sensor, tags joined with ", " in one cell, and every cell that a spreadsheet would run as
 //! a formula (starting with `=`, `+`, `-`, `@`, tab or CR) prefixed with `'`.
 
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
 use picket_proto::SensorView;
 use picket_proto::time::format_ts;
+
+use crate::app::SensorBatches;
 
 /// Prefixes `'` to a cell a spreadsheet would treat as a formula (CSV injection).
 pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
@@ -54,6 +61,27 @@ pub fn rows(batch: &[SensorView]) -> csv::Result<Vec<u8>> {
         write_record(&mut w, cells.iter().map(String::as_str))?;
     }
     w.into_inner().map_err(|e| e.into_error().into())
+}
+
+/// The streamed `text/csv` answer of an export (REST API and portal alike): the header
+/// line, then one chunk per store batch, so memory stays bounded however large the fleet.
+pub fn response(batches: SensorBatches) -> Response {
+    let header = futures_util::stream::once(async { header().map(Bytes::from).map_err(std::io::Error::other) });
+    let body = futures_util::stream::unfold(batches, |mut b| async move {
+        let chunk = match b.next_batch().await? {
+            Ok(views) => rows(&views).map(Bytes::from).map_err(std::io::Error::other),
+            Err(e) => {
+                tracing::error!(error = %e, "CSV export failed part way");
+                Err(std::io::Error::other(e.to_string()))
+            }
+        };
+        Some((chunk, b))
+    });
+    let mut resp = Body::from_stream(header.chain(body)).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"sensors.csv\""));
+    resp
 }
 
 #[cfg(test)]

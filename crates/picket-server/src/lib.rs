@@ -60,7 +60,11 @@ pub struct Prepared {
     /// The sensor CA and the sensor listener's certificate (for the sensor API).
     pub tls: tls::SensorTls,
     app: Arc<App>,
+    mounts: Vec<Mount>,
 }
+
+/// Makes extra routes (the portal) over the final use cases; merged beside the REST API.
+pub type Mount = Box<dyn Fn(Arc<App>) -> axum::Router + Send + Sync>;
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,6 +79,14 @@ impl Prepared {
     /// The use cases, for callers that drive them without HTTP (the portal, jobs, tests).
     pub fn app(&self) -> &Arc<App> {
         &self.app
+    }
+
+    /// Serves the routes `make` builds (over the final `App`, after `with_clock`) beside the
+    /// REST API on the same listener: how the binary mounts the portal without this crate
+    /// depending on it. The routes must not set a fallback (the API's 404 is the fallback).
+    pub fn mount(mut self, make: impl Fn(Arc<App>) -> axum::Router + Send + Sync + 'static) -> Prepared {
+        self.mounts.push(Box::new(make));
+        self
     }
 
     /// Replaces the clock (tests drive time with a `ManualClock`); call before `serve`.
@@ -111,7 +123,7 @@ pub async fn prepare(config: ServerConfig, store: Arc<dyn Store>) -> Result<Prep
     }
     let generated = auth::ensure_bootstrap_token(&config, store.as_ref(), clock.now()).await?;
     let app = App::new(store, config, clock, tls.ca_cert_pem.clone(), keys);
-    Ok(Prepared { generated_bootstrap_token: generated, tls, app: Arc::new(app) })
+    Ok(Prepared { generated_bootstrap_token: generated, tls, app: Arc::new(app), mounts: Vec::new() })
 }
 
 /// Serves the REST API on `listener` until `shutdown` completes, then lets in-flight
@@ -122,7 +134,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let handle = metrics::handle();
-    let router = api::router(prepared.app.clone(), handle.clone());
+    let mut router = api::router(prepared.app.clone(), handle.clone());
+    for make in &prepared.mounts {
+        router = make(prepared.app.clone()).merge(router);
+    }
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let upkeep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));

@@ -1,11 +1,13 @@
 //! Real `picket serve` instances for tests: a store (SQLite in a temp dir, or a fresh
 //! PostgreSQL database), `picket_server::prepare` with a known bootstrap admin token, and
 //! `picket_server::serve` on `127.0.0.1:0`. The server's clock is a `ManualClock` the test
-//! can advance instead of sleeping. Dropping the `TestServer` shuts it down.
+//! can advance instead of sleeping. The web portal is mounted as `picket serve` mounts it;
+//! `create_user` adds portal users. Dropping the `TestServer` shuts it down.
 
 use std::sync::Arc;
 
-use picket_domain::Timestamp;
+use picket_domain::{Role, Timestamp};
+use picket_proto::users::CreateUserRequest;
 use picket_server::{Clock, ManualClock, ServerConfig, SystemClock};
 use picket_store::Store;
 use picket_store_postgres::PgStore;
@@ -80,7 +82,9 @@ impl TestServer {
         let backend = store.backend();
         let prepared = picket_server::prepare(config.clone(), store.clone()).await.expect("prepare the server");
         let clock = Arc::new(ManualClock::new(Timestamp(SystemClock.now().0)));
-        let prepared = prepared.with_clock(clock.clone());
+        let prepared = prepared
+            .with_clock(clock.clone())
+            .mount(|app| picket_portal::router(app, picket_portal::PortalOptions::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
@@ -104,6 +108,19 @@ impl TestServer {
     /// The full URL of `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// Creates a portal user through the REST API (as the admin token) and returns its name.
+    pub async fn create_user(&self, username: &str, role: Role, password: &str) -> String {
+        let client = picket_client::Client::new(&self.base_url, self.admin_token.clone()).expect("API client");
+        let req = CreateUserRequest {
+            username: username.to_string(),
+            password: password.to_string(),
+            role,
+            subscriptions: None,
+        };
+        client.create_user(&req).await.unwrap_or_else(|e| panic!("creating user {username}: {e}"));
+        username.to_string()
     }
 
     /// Shuts the server down and waits until in-flight requests have finished.

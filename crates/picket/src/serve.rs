@@ -261,6 +261,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let sensor_listen = config.sensor_listen;
     let token_file = config.data_dir.join(picket_server::auth::BOOTSTRAP_FILE);
     let prepared = picket_server::prepare(config, store).await.context("preparing the server")?;
+    // The web portal shares the API listener (`/`, `/login`, `/sensors`, `/static/...`).
+    let prepared = prepared.mount(|app| picket_portal::router(app, picket_portal::PortalOptions::default()));
     if let Some(token) = &prepared.generated_bootstrap_token {
         use std::io::Write;
         let mut out = std::io::stdout().lock();

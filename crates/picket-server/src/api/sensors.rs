@@ -4,12 +4,9 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use futures_util::StreamExt;
 use picket_proto::{ListPage, OnboardRequest, PatchSensorRequest, SensorView, Summary};
 
 use super::error::ApiError;
@@ -43,23 +40,7 @@ pub async fn list(
 pub async fn export_csv(State(app): State<Arc<App>>, who: Viewer, ApiQuery(q): ApiQuery) -> ApiResult<Response> {
     let req = parse_list(&q, false)?;
     let batches = app.export_sensors(&who, req.filter, req.sort).await?;
-    let header =
-        futures_util::stream::once(async { crate::csv::header().map(Bytes::from).map_err(std::io::Error::other) });
-    let rows = futures_util::stream::unfold(batches, |mut b| async move {
-        let chunk = match b.next_batch().await? {
-            Ok(views) => crate::csv::rows(&views).map(Bytes::from).map_err(std::io::Error::other),
-            Err(e) => {
-                tracing::error!(error = %e, "CSV export failed part way");
-                Err(std::io::Error::other(e.to_string()))
-            }
-        };
-        Some((chunk, b))
-    });
-    let mut resp = Body::from_stream(header.chain(rows)).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"sensors.csv\""));
-    Ok(resp)
+    Ok(crate::csv::response(batches))
 }
 
 /// `GET /api/v1/sensors/{id}`.

@@ -130,6 +130,8 @@ pub async fn sign_in(app: &App, username: &str, password: &str) -> Result<NewSes
         }
     };
     store.clear_sign_in_failures(&key).await.map_err(AppError::from)?;
+    // Expired sessions authenticate nothing already; sign-ins sweep them so the table stays small.
+    store.purge_expired_sessions(now).await.map_err(AppError::from)?;
     let token = new_secret_hex();
     let expires_at = Timestamp(now.0 + SESSION_TTL_MS);
     let session =

@@ -97,7 +97,7 @@ async fn duplicates_and_unknown_references(srv: TestServer) {
 async fn unknown_routes_and_methods_are_json(srv: TestServer) {
     let m = get(&srv, "/api/v1/nothing-here").await.error(404, "not_found");
     assert!(m.contains("/api/v1/nothing-here"), "{m}");
-    get(&srv, "/").await.error(404, "not_found");
+    get(&srv, "/nothing-here").await.error(404, "not_found");
     call(&srv, Method::PUT, "/api/v1/sensors", Some(&srv.admin_token), None).await.error(405, "method_not_allowed");
     // Bad paging parameters and filters are 400 with the accepted values.
     let m = get(&srv, "/api/v1/sensors?sensor_status=fine").await.error(400, "bad_request");
