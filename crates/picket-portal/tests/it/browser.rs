@@ -240,6 +240,24 @@ impl Browser {
         self.wait(css).await.click().await.unwrap_or_else(|e| panic!("clicking {css}: {e}"));
     }
 
+    /// Clicks an element that loads a new page, and waits until the new page has replaced the
+    /// old one, so that later reads never see (or go stale on) the page being left.
+    pub async fn navigate(&self, css: &str) {
+        self.js("window.__picketLeaving = true;").await;
+        self.click(css).await;
+        for _ in 0..200 {
+            let loaded = self
+                .c
+                .execute("return window.__picketLeaving === undefined && document.readyState === 'complete';", vec![])
+                .await;
+            if matches!(loaded, Ok(Value::Bool(true))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("clicking {css} did not load a new page within 10 s");
+    }
+
     /// Replaces the text of an input.
     pub async fn fill(&self, css: &str, text: &str) {
         let e = self.wait(css).await;
@@ -253,12 +271,26 @@ impl Browser {
     }
 
     /// Texts of all matching elements.
+    /// An htmx swap may replace the elements between finding and reading them; that read is
+    /// retried on the new elements.
     pub async fn texts(&self, css: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for e in self.c.find_all(Locator::Css(css)).await.unwrap() {
-            out.push(e.text().await.unwrap());
+        'retry: for _ in 0..20 {
+            let mut out = Vec::new();
+            for e in self.c.find_all(Locator::Css(css)).await.unwrap() {
+                match e.text().await {
+                    Ok(t) => out.push(t),
+                    Err(fantoccini::error::CmdError::Standard(w))
+                        if w.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue 'retry;
+                    }
+                    Err(e) => panic!("reading {css}: {e}"),
+                }
+            }
+            return out;
         }
-        out
+        panic!("{css} kept being replaced while read");
     }
 
     /// Signs in through the form at `/login?next=...` (or `/login`).
@@ -266,7 +298,7 @@ impl Browser {
         self.goto(login_path).await;
         self.fill("#username", user).await;
         self.fill("#password", PASSWORD).await;
-        self.click("#login button[type=submit]").await;
+        self.navigate("#login button[type=submit]").await;
         self.wait("#sign-out").await;
     }
 

@@ -40,13 +40,13 @@ async fn operator_onboards_filters_sorts_and_manages_sensors() {
     assert!(health.iter().any(|h| h == "Not healthy (high)") && health.iter().any(|h| h == "Healthy"), "{health:?}");
 
     // Onboard a sensor, then download its activation file and see the install command.
-    b.click("#nav-onboard").await;
+    b.navigate("#nav-onboard").await;
     b.fill("#name", "dc-new-10-0-9-9").await;
     b.wait("#type").await.select_by_value("domain_controller").await.unwrap();
     b.fill("#domain", "corp.example.com").await;
     b.wait("#zone").await.select_by_value("east").await.unwrap();
     b.fill("#tags", "new, lab").await;
-    b.click("#onboard-submit").await;
+    b.navigate("#onboard-submit").await;
     let command = b.text("#install-command").await;
     assert_eq!(command, "picket-updater install --quiet --activation-file dc-new-10-0-9-9.activation.json");
     let id = b.wait("#onboarded").await.attr("data-sensor").await.unwrap().unwrap();
@@ -69,12 +69,12 @@ async fn operator_onboards_filters_sorts_and_manages_sensors() {
     b.click("#filters summary").await;
     b.click("#show-zone").await;
     b.click("#show-type").await;
-    b.click("#apply").await;
+    b.navigate("#apply").await;
     let zone_select = b.wait("#filter-zone").await;
     assert!(b.has("#filter-type").await);
     zone_select.select_by_value("east").await.unwrap();
     zone_select.select_by_value("west").await.unwrap();
-    b.click("#apply").await;
+    b.navigate("#apply").await;
     b.wait("#count").await;
     let url = b.url().await;
     let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
@@ -95,12 +95,12 @@ async fn operator_onboards_filters_sorts_and_manages_sensors() {
     let mut sorted = ascending.clone();
     sorted.sort_by_key(|n| n.to_lowercase());
     assert_eq!(ascending, sorted, "by name by default");
-    b.click("#sensors thead th:nth-of-type(1) a").await;
+    b.navigate("#sensors thead th:nth-of-type(1) a").await;
     b.wait("th[aria-sort=descending]").await;
     let descending = names(&b).await;
     assert_eq!(descending, ascending.iter().rev().cloned().collect::<Vec<_>>());
     assert!(b.path().await.contains("sort=-name") && b.path().await.contains("zone=east"));
-    b.click("#sensors thead th:nth-of-type(13) a").await;
+    b.navigate("#sensors thead th:nth-of-type(13) a").await;
     b.wait("#sensors thead th:nth-of-type(13)[aria-sort=ascending]").await;
     let health = b.texts("#sensors tbody .health").await;
     assert_eq!(health.first().map(String::as_str), Some("Healthy"), "{health:?}");
@@ -167,7 +167,7 @@ async fn operator_onboards_filters_sorts_and_manages_sensors() {
     assert!(!names(&b).await.contains(&target.name));
 
     // Sign out ends the session.
-    b.click("#sign-out").await;
+    b.navigate("#sign-out").await;
     b.wait("#login").await;
     b.goto("/sensors").await;
     b.wait("#login").await;
@@ -218,20 +218,20 @@ async fn viewer_sees_no_mutating_controls_and_is_refused() {
     // Reading is everything a viewer does: search by name, and page through with a cursor.
     b.goto("/sensors").await;
     b.fill("#q", "plant").await;
-    b.click("#apply").await;
+    b.navigate("#apply").await;
     b.wait("#count").await;
     assert_eq!(names(&b).await, ["ot-plant-a-10-2-0-10", "ot-plant-b-10-2-1-10"]);
     b.goto("/sensors?limit=4").await;
     let first = names(&b).await;
     assert_eq!(first.len(), 4);
     assert!(!b.has("#first-page").await);
-    b.click("#next-page").await;
+    b.navigate("#next-page").await;
     b.wait("#first-page").await;
     let second = names(&b).await;
     assert_eq!(second.len(), 4);
     assert!(b.path().await.contains("cursor=") && b.path().await.contains("limit=4"));
     assert!(first.last() < second.first(), "keyset pages continue in order: {first:?} {second:?}");
-    b.click("#next-page").await;
+    b.navigate("#next-page").await;
     b.wait("#first-page").await;
     assert_eq!(names(&b).await.len(), 2);
     assert!(!b.has("#next-page").await, "the last page has no next");
