@@ -6,6 +6,7 @@
 //! `Arc<dyn picket_store::Store>` and never name `SqliteStore` beyond that choice.
 
 mod identity;
+mod notify;
 mod users;
 
 use std::path::Path;

@@ -14,3 +14,4 @@ async fn fresh_store() -> (Arc<dyn Store>, tempfile::TempDir) {
 picket_store::conformance_tests!(fresh_store().await);
 picket_store::portal_conformance_tests!(fresh_store().await);
 picket_store::identity_conformance_tests!(fresh_store().await);
+picket_store::notify_conformance_tests!(fresh_store().await);

@@ -9,6 +9,8 @@ pub mod error;
 pub mod identity;
 pub mod identity_conformance;
 pub mod model;
+pub mod notify;
+pub mod notify_conformance;
 pub mod query;
 pub mod sql;
 pub mod users;
@@ -19,6 +21,7 @@ use picket_domain::{StatusContext, Timestamp, Version};
 pub use error::{StoreError, StoreResult};
 pub use identity::{ActivationError, Heartbeat, SensorIdentityStore};
 pub use model::*;
+pub use notify::NotificationStore;
 pub use query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValue};
 pub use users::{PortalStore, Session, User};
 
@@ -34,7 +37,7 @@ pub struct ListedSensor {
 /// Everything Picket persists. Mutations take an `Audit` and write it in the same
 /// transaction, so the audit log cannot miss a change that happened.
 #[async_trait]
-pub trait Store: SensorIdentityStore + PortalStore + Send + Sync + 'static {
+pub trait Store: SensorIdentityStore + PortalStore + NotificationStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`), for logs and `/healthz`.
     fn backend(&self) -> &'static str;
 
