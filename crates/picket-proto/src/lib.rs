@@ -5,9 +5,11 @@
 
 pub mod activation;
 pub mod api;
+pub mod releases;
 pub mod sensor;
 pub mod time;
 pub mod users;
+pub mod webhooks;
 
 pub use activation::ActivationFile;
 pub use api::*;
