@@ -63,6 +63,7 @@ macro_rules! string_enum {
 
 pub mod duration;
 pub mod health;
+pub mod issues;
 pub mod role;
 pub mod sensor;
 pub mod status;
@@ -73,6 +74,7 @@ pub mod version;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use health::{HealthStatus, Severity, health_status};
+pub use issues::{HealthFacts, HealthIssueKind, IssueStatus};
 pub use role::Role;
 pub use sensor::{Mode, SensorType, ServiceStatus, UnknownValue, UpdateState};
 pub use status::{SensorStatus, StatusContext, StatusFacts, StatusTimings, derive_sensor_status};
