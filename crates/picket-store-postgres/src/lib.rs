@@ -7,6 +7,7 @@
 //! `Arc<dyn picket_store::Store>` and never name `PgStore` beyond that choice.
 
 mod identity;
+mod rotation;
 mod notify;
 mod users;
 

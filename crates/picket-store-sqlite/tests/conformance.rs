@@ -15,3 +15,4 @@ picket_store::conformance_tests!(fresh_store().await);
 picket_store::portal_conformance_tests!(fresh_store().await);
 picket_store::identity_conformance_tests!(fresh_store().await);
 picket_store::notify_conformance_tests!(fresh_store().await);
+picket_store::rotation_conformance_tests!(fresh_store().await);

@@ -12,6 +12,8 @@ pub mod model;
 pub mod notify;
 pub mod notify_conformance;
 pub mod query;
+pub mod rotation;
+pub mod rotation_conformance;
 pub mod sql;
 pub mod users;
 
@@ -22,6 +24,7 @@ pub use error::{StoreError, StoreResult};
 pub use identity::{ActivationError, Heartbeat, SensorIdentityStore};
 pub use model::*;
 pub use notify::NotificationStore;
+pub use rotation::{CertRotationStore, CertState, RotationError};
 pub use query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValue};
 pub use users::{PortalStore, Session, User};
 
@@ -37,7 +40,7 @@ pub struct ListedSensor {
 /// Everything Picket persists. Mutations take an `Audit` and write it in the same
 /// transaction, so the audit log cannot miss a change that happened.
 #[async_trait]
-pub trait Store: SensorIdentityStore + PortalStore + NotificationStore + Send + Sync + 'static {
+pub trait Store: SensorIdentityStore + PortalStore + NotificationStore + CertRotationStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`), for logs and `/healthz`.
     fn backend(&self) -> &'static str;
 
