@@ -9,6 +9,7 @@
 mod identity;
 mod rotation;
 mod notify;
+mod releases;
 mod users;
 
 use std::time::Duration;

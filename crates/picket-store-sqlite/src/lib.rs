@@ -8,6 +8,7 @@
 mod identity;
 mod rotation;
 mod notify;
+mod releases;
 mod users;
 
 use std::path::Path;

@@ -12,6 +12,7 @@ pub mod model;
 pub mod notify;
 pub mod notify_conformance;
 pub mod query;
+pub mod releases;
 pub mod rotation;
 pub mod rotation_conformance;
 pub mod sql;
@@ -26,6 +27,7 @@ pub use model::*;
 pub use notify::NotificationStore;
 pub use rotation::{CertRotationStore, CertState, RotationError};
 pub use query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValue};
+pub use releases::{PublishError, Release, ReleaseStore};
 pub use users::{PortalStore, Session, User};
 
 /// A sensor row with the value of the sort column, so the caller can build the next cursor.
@@ -40,7 +42,7 @@ pub struct ListedSensor {
 /// Everything Picket persists. Mutations take an `Audit` and write it in the same
 /// transaction, so the audit log cannot miss a change that happened.
 #[async_trait]
-pub trait Store: SensorIdentityStore + PortalStore + NotificationStore + CertRotationStore + Send + Sync + 'static {
+pub trait Store: SensorIdentityStore + PortalStore + NotificationStore + CertRotationStore + ReleaseStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`), for logs and `/healthz`.
     fn backend(&self) -> &'static str;
 
