@@ -6,6 +6,7 @@
 
 pub mod conformance;
 pub mod error;
+pub mod first_run;
 pub mod identity;
 pub mod identity_conformance;
 pub mod model;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use picket_domain::{StatusContext, Timestamp, Version};
 
 pub use error::{StoreError, StoreResult};
+pub use first_run::{FirstRunStore, TokenSwap};
 pub use identity::{ActivationError, Heartbeat, SensorIdentityStore};
 pub use model::*;
 pub use notify::NotificationStore;
@@ -42,7 +44,7 @@ pub struct ListedSensor {
 /// Everything Picket persists. Mutations take an `Audit` and write it in the same
 /// transaction, so the audit log cannot miss a change that happened.
 #[async_trait]
-pub trait Store: SensorIdentityStore + PortalStore + NotificationStore + CertRotationStore + ReleaseStore + Send + Sync + 'static {
+pub trait Store: SensorIdentityStore + PortalStore + FirstRunStore + NotificationStore + CertRotationStore + ReleaseStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`), for logs and `/healthz`.
     fn backend(&self) -> &'static str;
 

@@ -8,6 +8,7 @@
 
 mod admin;
 mod error;
+mod first_run;
 mod identity;
 mod sensors;
 pub(crate) mod users;
@@ -19,6 +20,7 @@ use picket_store::Store;
 
 pub use admin::AuditPage;
 pub use error::{AppError, AppResult};
+pub use first_run::{FirstAdmin, REPLACEMENT_DESCRIPTION};
 pub use identity::{HEARTBEAT_FLUSH_EVERY, HeartbeatBatcher, SensorAuthError};
 pub use sensors::{ListRequest, SensorBatches, sensor_view};
 
