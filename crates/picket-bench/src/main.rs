@@ -1,8 +1,12 @@
-//! `picket-bench`: starts a real `picket serve` process on a seeded store and measures what
-//! BENCHMARKS.md reports: first-page latency of filtered, sorted lists (p50/p99), a full
-//! `export.csv` (time and the server's peak RSS), and onboarding throughput.
-//!
-//! Seed the store first with `picket seed --sensors 1000000 ...`; see BENCHMARKS.md.
+//! `picket-bench`: starts a real `picket serve` process and measures what BENCHMARKS.md
+//! reports. Without a subcommand, on a seeded store: first-page latency of filtered, sorted
+//! lists (p50/p99), a full `export.csv` (time and the server's peak RSS), and onboarding
+//! throughput (seed the store first with `picket seed --sensors 1000000 ...`).
+//! `picket-bench heartbeats`: heartbeats/s from simulated sensors over mutual TLS, beside a
+//! bare hyper + rustls server (`bare`, run as the hidden `bare-server` subcommand).
+
+mod bare;
+mod heartbeats;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -15,14 +19,45 @@ use futures_util::StreamExt;
 
 /// Command line of the benchmark.
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark a real picket serve process on a seeded store")]
+#[command(
+    about = "Benchmark a real picket serve process",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    /// A benchmark other than lists/export/onboarding.
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Options of the list/export/onboarding benchmark.
+    #[command(flatten)]
+    args: Args,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// Heartbeats/s over mutual TLS from simulated sensors, Picket beside a bare server.
+    Heartbeats(heartbeats::HeartbeatArgs),
+    /// The bare hyper + rustls server (started by `heartbeats`).
+    #[command(hide = true)]
+    BareServer {
+        /// Data dir of the `picket serve` whose TLS files to use.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+}
+
+/// The list/export/onboarding benchmark on a seeded store.
+#[derive(clap::Args, Debug)]
 struct Args {
     /// The `picket` binary to start (build it with --release).
     #[arg(long, default_value = "target/release/picket")]
     picket: PathBuf,
     /// Data dir of the seeded store (SQLite lives here; also used for TLS files).
-    #[arg(long)]
-    data_dir: PathBuf,
+    #[arg(long, required = true)]
+    data_dir: Option<PathBuf>,
     /// PostgreSQL URL of the seeded store (omit for SQLite).
     #[arg(long)]
     database_url: Option<String>,
@@ -56,6 +91,7 @@ const LIST_QUERIES: &[&str] = &[
 struct Server {
     child: Child,
     base: String,
+    sensor_url: String,
 }
 
 impl Drop for Server {
@@ -69,25 +105,30 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn start(args: &Args) -> Result<Server> {
+async fn start_server(
+    picket: &std::path::Path,
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> Result<Server> {
     let (api, sensor) = (free_port()?, free_port()?);
-    let mut cmd = Command::new(&args.picket);
+    let mut cmd = Command::new(picket);
     cmd.arg("serve")
         .arg("--listen")
         .arg(format!("127.0.0.1:{api}"))
         .arg("--sensor-listen")
         .arg(format!("127.0.0.1:{sensor}"))
         .arg("--data-dir")
-        .arg(&args.data_dir)
+        .arg(data_dir)
         .env("PICKET_BOOTSTRAP_TOKEN", TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    if let Some(url) = &args.database_url {
+    if let Some(url) = database_url {
         cmd.arg("--database-url").arg(url);
     }
-    let child = cmd.spawn().with_context(|| format!("starting {}", args.picket.display()))?;
-    let server = Server { child, base: format!("http://127.0.0.1:{api}") };
+    let child = cmd.spawn().with_context(|| format!("starting {}", picket.display()))?;
+    let server =
+        Server { child, base: format!("http://127.0.0.1:{api}"), sensor_url: format!("https://127.0.0.1:{sensor}") };
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -225,8 +266,14 @@ async fn bench_onboard(args: &Args, server: &Server, client: &reqwest::Client) -
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
-    let server = start(&args).await?;
+    let cli = Cli::parse();
+    let args = match cli.cmd {
+        Some(Cmd::Heartbeats(a)) => return heartbeats::run(a).await,
+        Some(Cmd::BareServer { data_dir, listen }) => return bare::serve(&data_dir, &listen).await,
+        None => cli.args,
+    };
+    let data_dir = args.data_dir.clone().context("--data-dir is required")?;
+    let server = start_server(&args.picket, &data_dir, args.database_url.as_deref()).await?;
     let client = reqwest::Client::new();
     println!(
         "# picket-bench against {} ({})",

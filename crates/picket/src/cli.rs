@@ -44,6 +44,8 @@ pub enum Command {
     Users(crate::commands::users::UsersCmd),
     /// Write N realistic sensor records straight into a store (benchmarks).
     Seed(SeedArgs),
+    /// Simulate N sensors: onboard, activate (one certificate each) and heartbeat them over mutual TLS.
+    Simulate(Box<crate::commands::simulate::SimulateArgs>),
 }
 
 /// How to reach the server, and how to print answers (every admin command).

@@ -112,10 +112,18 @@ impl App {
         }
     }
 
-    /// The sensor that pins this certificate fingerprint, or `UnknownCertificate`.
+    /// The sensor that pins this certificate fingerprint, or `UnknownCertificate`. Answers
+    /// from `auth_cache` for up to `SENSOR_AUTH_TTL` after a store lookup.
     pub async fn authenticate_sensor(&self, fingerprint: &str) -> Result<SensorRow, SensorAuthError> {
+        if let Some(row) = self.sensor_auth.get(fingerprint) {
+            return Ok(SensorRow::clone(&row));
+        }
+        let epoch = self.sensor_auth.epoch();
         match self.store.sensor_by_fingerprint(fingerprint).await {
-            Ok(Some(row)) => Ok(row),
+            Ok(Some(row)) => {
+                self.sensor_auth.insert(fingerprint, std::sync::Arc::new(row.clone()), epoch);
+                Ok(row)
+            }
             Ok(None) => Err(SensorAuthError::UnknownCertificate),
             Err(e) => Err(AppError::from(e).into()),
         }

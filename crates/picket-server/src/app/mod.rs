@@ -7,6 +7,7 @@
 //! outside it behaves exactly as one that does not exist.
 
 mod admin;
+pub mod auth_cache;
 mod error;
 mod first_run;
 mod identity;
@@ -39,6 +40,7 @@ pub struct App {
     started_at: Timestamp,
     ca_cert_pem: String,
     package_signing_keys: Vec<String>,
+    sensor_auth: auth_cache::SensorAuthCache,
 }
 
 impl App {
@@ -51,7 +53,14 @@ impl App {
         package_signing_keys: Vec<String>,
     ) -> App {
         let started_at = clock.now();
-        App { store, config, clock, started_at, ca_cert_pem, package_signing_keys }
+        let sensor_auth = auth_cache::SensorAuthCache::default();
+        App { store, config, clock, started_at, ca_cert_pem, package_signing_keys, sensor_auth }
+    }
+
+    /// The short-lived cache of sensor authentications; call `revoke_all` on it after any
+    /// change that retires a certificate (delete, rotation confirm).
+    pub fn sensor_auth_cache(&self) -> &auth_cache::SensorAuthCache {
+        &self.sensor_auth
     }
 
     /// The store.

@@ -282,13 +282,17 @@ impl App {
         Ok(sensor_view(row, &self.status_context().await?))
     }
 
-    /// Deletes a sensor, which revokes its certificate.
+    /// Deletes a sensor, which revokes its certificate (at once on this replica: the
+    /// authentication cache is cleared; on others within `SENSOR_AUTH_TTL`).
     pub async fn delete_sensor(&self, who: &Operator, id: &str) -> AppResult<()> {
         let p = who.principal();
-        self.store
+        let deleted = self
+            .store
             .delete_sensor(id, &p.scope, &p.audit("sensor.delete", self.now()))
             .await
-            .map_err(|e| AppError::from(e).not_found_as("sensor"))
+            .map_err(|e| AppError::from(e).not_found_as("sensor"));
+        self.sensor_auth.revoke_all();
+        deleted
     }
 
     /// Marks a sensor's host as gone from the directory: it becomes `unreachable`.

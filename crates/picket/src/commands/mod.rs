@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod sensors;
+pub mod simulate;
 pub mod users;
 
 use std::io::{BufWriter, Stdout};

@@ -6,4 +6,5 @@ mod harness;
 
 mod cli;
 mod serve;
+mod simulate;
 mod users;
