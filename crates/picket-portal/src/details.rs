@@ -154,18 +154,37 @@ pub async fn pane(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> PortalResult<Response> {
-    let close = headers
-        .get("hx-current-url")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|u| u.find("/sensors").map(|i| u[i..].to_string()))
-        .map(|path_query| {
-            let query = path_query.split_once('?').map(|(_, q)| q).unwrap_or("");
-            let pairs: Vec<(String, String)> = serde_urlencoded_pairs(query);
-            ViewState::parse(pairs).without_selection()
-        })
-        .unwrap_or_else(|| "/sensors".to_string());
+    let close = ViewState::parse(current_url_pairs(&headers)).without_selection();
     let pane = pane_view(&state, &user, &id, &close).await?;
     render(&PaneFragment { pane })
+}
+
+/// The query of the page htmx is on (`HX-Current-URL`), as pairs; none without the header.
+pub fn current_url_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .get("hx-current-url")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|u| u.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or_default().to_string()))
+        .map(|q| serde_urlencoded_pairs(&q))
+        .unwrap_or_default()
+}
+
+/// The live part of the pane (health and fields), refreshed by htmx polling.
+#[derive(Template)]
+#[template(path = "pane_live.html")]
+struct PaneLive {
+    pane: PaneView,
+}
+
+/// `GET /sensors/{id}/pane/live` (htmx polling): the pane's health and fields, without the
+/// Manage sensor form (which is never replaced under the user's typing).
+pub async fn live_pane(
+    State(state): State<PortalState>,
+    Signed(user): Signed,
+    Path(id): Path<String>,
+) -> PortalResult<Response> {
+    let pane = pane_view(&state, &user, &id, "/sensors").await?;
+    render(&PaneLive { pane })
 }
 
 /// Decodes `a=b&c=d` (percent and `+` escapes) into pairs.
@@ -265,14 +284,25 @@ pub async fn set_delayed(
     Ok(back_to(&id, if enable { "delayed_on" } else { "delayed_off" }).into_response())
 }
 
-/// `GET /sensors/{id}/delete`: the confirmation, saying what deleting stops.
-pub async fn confirm_delete(
-    State(state): State<PortalState>,
-    Signed(user): Signed,
-    Path(id): Path<String>,
+/// Which page a delete starts from (where its form posts and Cancel returns).
+pub enum DeleteFrom {
+    /// The details pane of the Sensors page.
+    Sensors,
+    /// The Sites and Sensors page.
+    Sites,
+    /// The Reactivate steps: after the delete, the onboarding form comes next.
+    Reactivate,
+}
+
+/// The delete confirmation, saying what deleting stops.
+pub async fn delete_confirmation(
+    state: &PortalState,
+    user: &SessionUser,
+    id: &str,
+    from: DeleteFrom,
 ) -> PortalResult<Response> {
-    operator(&user)?;
-    let s = state.app.get_sensor(&user.viewer(), &id).await?;
+    operator(user)?;
+    let s = state.app.get_sensor(&user.viewer(), id).await?;
     let mut paragraphs = match s.mode {
         Mode::CloudConnected => vec![
             format!("Deleting the cloud-connected sensor {} stops it working with the control plane at once: its certificate is revoked, so it can no longer send heartbeats, health or alerts, and it no longer receives configuration, updates or threat-intelligence packages.", s.name),
@@ -284,17 +314,39 @@ pub async fn confirm_delete(
         )],
     };
     paragraphs.push("This cannot be undone.".to_string());
+    let (action, cancel_href, current) = match from {
+        DeleteFrom::Sensors => {
+            (format!("/sensors/{}/delete", enc(&s.id)), format!("/sensors?selected={}", enc(&s.id)), "sensors")
+        }
+        DeleteFrom::Sites => (format!("/sites/{}/delete", enc(&s.id)), "/sites".to_string(), "sites"),
+        DeleteFrom::Reactivate => {
+            (format!("/sites/{}/delete", enc(&s.id)), format!("/sites/{}/reactivate", enc(&s.id)), "sites")
+        }
+    };
+    let hidden = match from {
+        DeleteFrom::Reactivate => vec![("then".to_string(), "onboard".to_string())],
+        _ => Vec::new(),
+    };
     let page = ConfirmPage {
-        chrome: Chrome::of(&user, "sensors"),
+        chrome: Chrome::of(user, current),
         title: format!("Delete sensor {}?", s.name),
         paragraphs,
-        action: format!("/sensors/{}/delete", enc(&s.id)),
-        hidden: Vec::new(),
+        action,
+        hidden,
         confirm_label: format!("Delete {}", s.name),
         danger: true,
-        cancel_href: format!("/sensors?selected={}", enc(&s.id)),
+        cancel_href,
     };
     render(&page)
+}
+
+/// `GET /sensors/{id}/delete`: the confirmation, saying what deleting stops.
+pub async fn confirm_delete(
+    State(state): State<PortalState>,
+    Signed(user): Signed,
+    Path(id): Path<String>,
+) -> PortalResult<Response> {
+    delete_confirmation(&state, &user, &id, DeleteFrom::Sensors).await
 }
 
 /// `POST /sensors/{id}/delete`.

@@ -15,6 +15,8 @@ mod guard;
 mod login;
 mod onboard;
 mod sensors;
+mod setup;
+mod sites;
 mod web;
 
 use std::sync::Arc;
@@ -67,6 +69,7 @@ pub fn router(app: Arc<App>, options: PortalOptions) -> Router {
         .route("/", get(login::home))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
+        .route("/setup", get(setup::form).post(setup::submit))
         .route("/sensors", get(sensors::page))
         .route("/sensors/export.csv", get(sensors::export))
         .route("/sensors/onboard", get(onboard::form).post(onboard::submit))
@@ -76,6 +79,14 @@ pub fn router(app: Arc<App>, options: PortalOptions) -> Router {
         .route("/sensors/{id}/delayed-update", get(details::confirm_delayed).post(details::set_delayed))
         .route("/sensors/{id}/delete", get(details::confirm_delete).post(details::delete))
         .route("/sensors/{id}/activation-file", post(details::activation_file))
+        .route("/sensors/live/rows", get(sensors::live_rows))
+        .route("/sensors/{id}/pane/live", get(details::live_pane))
+        .route("/sites", get(sites::page))
+        .route("/sites/live/rows", get(sites::live_rows))
+        .route("/sites/live/counts", get(sites::live_counts))
+        .route("/sites/{id}/edit", get(sites::edit_form).post(sites::edit))
+        .route("/sites/{id}/delete", get(sites::confirm_delete).post(sites::delete))
+        .route("/sites/{id}/reactivate", get(sites::reactivate))
         .route("/static/{file}", get(assets::serve))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(PortalState { app, options })

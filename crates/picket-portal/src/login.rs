@@ -1,4 +1,5 @@
-//! Sign-in, sign-out, and the front door (`/` goes to the Sensors page).
+//! Sign-in, sign-out, and the front door (`/` goes to the Sensors page, or to the first-run
+//! page while no portal user exists).
 
 use askama::Template;
 use axum::Form;
@@ -22,13 +23,19 @@ struct LoginPage {
     error: String,
 }
 
-/// `GET /`.
-pub async fn home() -> Redirect {
-    Redirect::to("/sensors")
+/// `GET /`: the Sensors page, or the first-run page while no user exists.
+pub async fn home(State(state): State<PortalState>) -> PortalResult<Redirect> {
+    if state.app.first_run_pending().await? {
+        return Ok(Redirect::to("/setup"));
+    }
+    Ok(Redirect::to("/sensors"))
 }
 
-/// `GET /login?next=...`.
-pub async fn form(Query(q): Query<Vec<(String, String)>>) -> PortalResult<Response> {
+/// `GET /login?next=...` (the first-run page while no user exists).
+pub async fn form(State(state): State<PortalState>, Query(q): Query<Vec<(String, String)>>) -> PortalResult<Response> {
+    if state.app.first_run_pending().await? {
+        return Ok(Redirect::to("/setup").into_response());
+    }
     let page = LoginPage {
         chrome: Chrome::anonymous(),
         next: safe_next(field(&q, "next")),

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use picket_domain::{Mode, SensorType};
@@ -66,18 +66,24 @@ async fn form_page(state: &PortalState, user: &SessionUser, v: Values, error: St
     })
 }
 
-/// `GET /sensors/onboard`.
-pub async fn form(State(state): State<PortalState>, Signed(user): Signed) -> PortalResult<Response> {
+/// `GET /sensors/onboard`, optionally prefilled from the query (`name`, `type`, `domain`,
+/// `subscription`, `site`, `zone`, `tags`, `mode`), as Reactivate links to it.
+pub async fn form(
+    State(state): State<PortalState>,
+    Signed(user): Signed,
+    Query(q): Query<Vec<(String, String)>>,
+) -> PortalResult<Response> {
     user.operator().ok_or_else(PortalError::read_only)?;
+    let given = |n: &str, default: &str| field(&q, n).unwrap_or(default).to_string();
     let v = Values {
-        name: String::new(),
-        sensor_type: SensorType::DomainController.to_string(),
-        domain: String::new(),
-        subscription: "default".to_string(),
-        site: String::new(),
-        zone: "default".to_string(),
-        tags: String::new(),
-        cloud_connected: true,
+        name: given("name", ""),
+        sensor_type: given("type", SensorType::DomainController.as_str()),
+        domain: given("domain", ""),
+        subscription: given("subscription", "default"),
+        site: given("site", ""),
+        zone: given("zone", "default"),
+        tags: given("tags", ""),
+        cloud_connected: field(&q, "mode") != Some(Mode::LocallyManaged.as_str()),
         auto_ti_updates: true,
         description: String::new(),
     };

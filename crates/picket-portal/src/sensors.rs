@@ -9,6 +9,7 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use picket_domain::{HealthStatus, Mode, SensorStatus, SensorType, ServiceStatus};
 use picket_proto::SensorView;
@@ -17,7 +18,7 @@ use picket_server::api::params::parse_list;
 use picket_store::{Sort, SortKey};
 
 use crate::PortalState;
-use crate::details::{PaneView, pane_view};
+use crate::details::{PaneView, current_url_pairs, pane_view};
 use crate::guard::Signed;
 use crate::web::{Chrome, PortalResult, health, label, render, short_time, type_label, url};
 
@@ -345,6 +346,26 @@ pub async fn page(
         pane,
     };
     render(&page)
+}
+
+/// The live table body.
+#[derive(Template)]
+#[template(path = "sensor_rows.html")]
+struct RowsFragment {
+    rows: Vec<RowView>,
+}
+
+/// `GET /sensors/live/rows` (htmx polling): the table body of the page's current view (its
+/// filters, sort, cursor and selection, read from `HX-Current-URL`).
+pub async fn live_rows(
+    State(state): State<PortalState>,
+    Signed(user): Signed,
+    headers: HeaderMap,
+) -> PortalResult<Response> {
+    let view = ViewState::parse(current_url_pairs(&headers));
+    let req = parse_list(&view.api, true)?;
+    let page = state.app.list_sensors(&user.viewer(), req).await?;
+    render(&RowsFragment { rows: page.items.iter().map(|s| row(s, &view)).collect() })
 }
 
 /// `GET /sensors/export.csv`: the CSV of the current filters, streamed by the same code as

@@ -8,7 +8,7 @@ use picket_domain::HealthStatus;
 use picket_server::app::AppError;
 use picket_server::auth::session::SessionUser;
 
-use crate::assets::{CSS_URL, HTMX_URL};
+use crate::assets::{CSS_URL, HTMX_URL, JS_URL};
 
 /// Why a page could not be shown or a form not applied.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +106,8 @@ pub struct Chrome {
     pub htmx: &'static str,
     /// URL of the stylesheet.
     pub css: &'static str,
+    /// URL of the portal's script.
+    pub js: &'static str,
     /// Whether someone is signed in.
     pub signed_in: bool,
     /// Their name.
@@ -116,7 +118,7 @@ pub struct Chrome {
     pub csrf: String,
     /// Whether they may change sensors.
     pub can_operate: bool,
-    /// Which nav entry is current (`sensors`, `onboard`).
+    /// Which nav entry is current (`sensors`, `sites`, `onboard`).
     pub current: &'static str,
 }
 
@@ -126,6 +128,7 @@ impl Chrome {
         Chrome {
             htmx: HTMX_URL,
             css: CSS_URL,
+            js: JS_URL,
             signed_in: false,
             username: String::new(),
             role: String::new(),

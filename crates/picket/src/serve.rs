@@ -82,6 +82,11 @@ pub struct ServeArgs {
     /// Log format (levels from RUST_LOG, default info) [default: text].
     #[arg(long, env = "PICKET_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Browsers reach the portal over HTTPS through a TLS-terminating proxy: mark session
+    /// cookies Secure (named __Host-picket_session) on every answer. Requests the proxy marks
+    /// X-Forwarded-Proto: https get Secure cookies without it.
+    #[arg(long, env = "PICKET_SECURE_COOKIES", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub secure_cookies: Option<bool>,
 }
 
 /// The `--config` file: the same settings as the flags, in snake_case.
@@ -106,6 +111,7 @@ struct FileConfig {
     release_key_pub: Option<Vec<PathBuf>>,
     syslog: Option<String>,
     log_format: Option<LogFormat>,
+    secure_cookies: Option<bool>,
 }
 
 impl FileConfig {
@@ -124,6 +130,8 @@ pub struct Resolved {
     pub database_url: Option<String>,
     /// How to log.
     pub log_format: LogFormat,
+    /// Portal session cookies are always `Secure` (`--secure-cookies`).
+    pub secure_cookies: bool,
 }
 
 /// A duration from the flag/env, else from the file (parsed, naming the key), else `default`.
@@ -199,7 +207,8 @@ pub fn resolve(args: ServeArgs, bootstrap_token: Option<String>) -> anyhow::Resu
     let database_url = args.database_url.or(file.database_url).filter(|u| !u.trim().is_empty());
     store::backend_for(database_url.as_deref())?;
     let log_format = args.log_format.or(file.log_format).unwrap_or(LogFormat::Text);
-    Ok(Resolved { config, database_url, log_format })
+    let secure_cookies = args.secure_cookies.or(file.secure_cookies).unwrap_or(false);
+    Ok(Resolved { config, database_url, log_format, secure_cookies })
 }
 
 /// Starts tracing to stderr; levels from `RUST_LOG` (default `info`, and only errors of sqlx,
@@ -253,7 +262,7 @@ fn token_banner(token: &str, saved_at: &Path) -> String {
 /// Runs `picket serve`.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let bootstrap = std::env::var(BOOTSTRAP_ENV).ok();
-    let Resolved { config, database_url, log_format } = resolve(args, bootstrap)?;
+    let Resolved { config, database_url, log_format, secure_cookies } = resolve(args, bootstrap)?;
     init_logging(log_format);
     let store = store::open(database_url.as_deref(), &config.data_dir).await?;
     tracing::info!(backend = store.backend(), data_dir = %config.data_dir.display(), "store opened");
@@ -262,7 +271,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let token_file = config.data_dir.join(picket_server::auth::BOOTSTRAP_FILE);
     let prepared = picket_server::prepare(config, store).await.context("preparing the server")?;
     // The web portal shares the API listener (`/`, `/login`, `/sensors`, `/static/...`).
-    let prepared = prepared.mount(|app| picket_portal::router(app, picket_portal::PortalOptions::default()));
+    let portal = picket_portal::PortalOptions { secure_cookies };
+    let prepared = prepared.mount(move |app| picket_portal::router(app, portal));
     if let Some(token) = &prepared.generated_bootstrap_token {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -354,6 +364,17 @@ mod tests {
         let r = resolve(serve_args(&["--config", p, "--sensor-url", "https://c:3"]), Some(" tok ".into())).unwrap();
         assert_eq!(r.config.sensor_urls, vec!["https://c:3"]);
         assert_eq!(r.config.bootstrap_token.as_deref(), Some("tok"));
+    }
+
+    #[test]
+    fn secure_cookies_from_the_flag_or_the_file() {
+        assert!(!resolve(serve_args(&[]), None).unwrap().secure_cookies, "off by default");
+        assert!(resolve(serve_args(&["--secure-cookies"]), None).unwrap().secure_cookies);
+        assert!(!resolve(serve_args(&["--secure-cookies=false"]), None).unwrap().secure_cookies);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("picket.toml");
+        std::fs::write(&path, "secure_cookies = true\n").unwrap();
+        assert!(resolve(serve_args(&["--config", path.to_str().unwrap()]), None).unwrap().secure_cookies);
     }
 
     #[test]

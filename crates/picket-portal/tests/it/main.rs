@@ -8,5 +8,8 @@
 
 mod browser;
 
+mod live;
 mod security;
 mod sensors;
+mod setup;
+mod sites;
