@@ -6,6 +6,7 @@
 //! `Arc<dyn picket_store::Store>` and never name `SqliteStore` beyond that choice.
 
 mod first_run;
+mod health;
 mod identity;
 mod rotation;
 mod notify;

@@ -6,6 +6,8 @@
 
 pub mod conformance;
 pub mod error;
+pub mod health;
+pub mod health_conformance;
 pub mod first_run;
 pub mod identity;
 pub mod identity_conformance;
@@ -23,6 +25,7 @@ use async_trait::async_trait;
 use picket_domain::{StatusContext, Timestamp, Version};
 
 pub use error::{StoreError, StoreResult};
+pub use health::{HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueStore, NewHealthIssue};
 pub use first_run::{FirstRunStore, TokenSwap};
 pub use identity::{ActivationError, Heartbeat, SensorIdentityStore};
 pub use model::*;
@@ -44,7 +47,7 @@ pub struct ListedSensor {
 /// Everything Picket persists. Mutations take an `Audit` and write it in the same
 /// transaction, so the audit log cannot miss a change that happened.
 #[async_trait]
-pub trait Store: SensorIdentityStore + PortalStore + FirstRunStore + NotificationStore + CertRotationStore + ReleaseStore + Send + Sync + 'static {
+pub trait Store: SensorIdentityStore + PortalStore + FirstRunStore + NotificationStore + CertRotationStore + ReleaseStore + HealthIssueStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`), for logs and `/healthz`.
     fn backend(&self) -> &'static str;
 

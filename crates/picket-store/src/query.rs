@@ -222,7 +222,7 @@ pub struct SqlQuery {
 
 impl SqlQuery {
     /// Adds a parameter and returns its placeholder.
-    fn bind(&mut self, p: SqlParam) -> String {
+    pub fn bind(&mut self, p: SqlParam) -> String {
         self.params.push(p);
         format!("${}", self.params.len())
     }
@@ -234,8 +234,9 @@ description, capture_setting, delayed_update, service_status, version, created_a
 decommissioned_at, service_started_at, last_config_pull_at, update_state, config_version_applied, \
 config_version_desired, ti_version, open_issues, health_rank, activation_expires_at, cert_fingerprint";
 
-/// The SQL predicate for one status rule (without precedence); never NULL.
-fn rule_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuery) -> String {
+/// The SQL predicate for one status rule (without precedence); never NULL. Health conditions
+/// (`picket_store::health`) combine these.
+pub fn rule_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuery) -> String {
     use SensorStatus::*;
     let p = match status {
         NotApplicable => "mode = 'locally_managed'".to_string(),

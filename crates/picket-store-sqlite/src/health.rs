@@ -1,0 +1,236 @@
+//! `HealthIssueStore` on SQLite: every change on the single writer connection
+//! (`BEGIN IMMEDIATE`), one transaction per issue so the outbox row and the sensor's counts
+//! commit with it; reads on the reader pool.
+
+use async_trait::async_trait;
+use picket_domain::issues::{HealthIssueKind, IssueStatus};
+use picket_domain::{StatusContext, Timestamp};
+use picket_store::health::{
+    HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueStore, NewHealthIssue, events, outbox_payload,
+    sql as hsql,
+};
+use picket_store::query::SqlQuery;
+use picket_store::sql::{self, Columns, Value};
+use picket_store::{Audit, Scope, SensorRow, StoreError, StoreResult};
+use sqlx::SqliteConnection;
+
+use super::{Cols, SqliteStore, audit, bind, db_err, dynamic, load_sensor};
+
+fn values(q: &SqlQuery) -> Vec<Value> {
+    q.params.iter().cloned().map(Value::from).collect()
+}
+
+async fn load_issue(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<HealthIssue>> {
+    let row = dynamic(hsql::select_issue_sql()).bind(id.to_string()).fetch_optional(conn).await.map_err(db_err)?;
+    row.map(|r| hsql::decode_issue(&Cols(&r))).transpose()
+}
+
+async fn load_issue_in_scope(
+    conn: &mut SqliteConnection,
+    id: &str,
+    scope: &Scope,
+) -> StoreResult<(HealthIssue, SensorRow)> {
+    let issue = load_issue(conn, id).await?.ok_or(StoreError::NotFound)?;
+    match load_sensor(conn, &issue.sensor_id).await? {
+        Some(s) if scope.allows(&s.subscription) => Ok((issue, s)),
+        _ => Err(StoreError::NotFound),
+    }
+}
+
+async fn recount(conn: &mut SqliteConnection, sensor_id: &str) -> StoreResult<()> {
+    sqlx::query(hsql::RECOUNT).bind(sensor_id.to_string()).execute(conn).await.map_err(db_err)?;
+    Ok(())
+}
+
+async fn notify(
+    conn: &mut SqliteConnection,
+    event: &str,
+    issue: &HealthIssue,
+    sensor: &SensorRow,
+    at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(hsql::INSERT_OUTBOX)
+        .bind(at.0)
+        .bind(event.to_string())
+        .bind(outbox_payload(event, issue, sensor))
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+impl SqliteStore {
+    async fn auto_close(&self, close: &SqlQuery, id: &str, at: Timestamp) -> StoreResult<Option<HealthIssue>> {
+        let mut tx = self.write().await?;
+        let mut vals = values(close);
+        vals[0] = Value::Text(id.to_string());
+        vals[1] = Value::Int(at.0);
+        let done = bind(dynamic(close.sql.clone()), vals).execute(&mut *tx).await.map_err(db_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let issue = load_issue(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+        recount(&mut tx, &issue.sensor_id).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(issue))
+    }
+}
+
+#[async_trait]
+impl HealthIssueStore for SqliteStore {
+    async fn health_candidates(
+        &self,
+        kind: HealthIssueKind,
+        ctx: &StatusContext,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<SensorRow>> {
+        let q = hsql::candidates_sql(kind, ctx, after_id, limit);
+        let rows =
+            bind(dynamic(q.sql.clone()), values(&q)).fetch_all(&mut *self.read().await?).await.map_err(db_err)?;
+        rows.iter().map(|r| sql::decode_sensor(&Cols(r))).collect()
+    }
+
+    async fn open_health_issue(
+        &self,
+        issue: &NewHealthIssue,
+        ctx: Option<&StatusContext>,
+    ) -> StoreResult<Option<HealthIssue>> {
+        let q = hsql::insert_issue_sql(issue.kind, ctx);
+        let vals = hsql::values_with(&q, hsql::new_issue_values(issue));
+        let mut tx = self.write().await?;
+        let done = bind(dynamic(q.sql.clone()), vals).execute(&mut *tx).await.map_err(db_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let opened = load_issue(&mut tx, &issue.id).await?.ok_or(StoreError::NotFound)?;
+        let sensor = load_sensor(&mut tx, &issue.sensor_id).await?.ok_or(StoreError::NotFound)?;
+        recount(&mut tx, &issue.sensor_id).await?;
+        notify(&mut tx, events::OPENED, &opened, &sensor, issue.opened_at).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(opened))
+    }
+
+    async fn close_ended_health_issues(
+        &self,
+        kind: HealthIssueKind,
+        ctx: &StatusContext,
+    ) -> StoreResult<Vec<HealthIssue>> {
+        let ended = hsql::ended_sql(kind, ctx);
+        let ids: Vec<String> = bind(dynamic(ended.sql.clone()), values(&ended))
+            .fetch_all(&mut *self.read().await?)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| Cols(r).text("id"))
+            .collect::<StoreResult<_>>()?;
+        let close = hsql::auto_close_sql(kind, ctx);
+        let mut closed = Vec::new();
+        for id in ids {
+            if let Some(issue) = self.auto_close(&close, &id, ctx.now).await? {
+                closed.push(issue);
+            }
+        }
+        let unmute = hsql::unmute_sql(kind, ctx);
+        let mut tx = self.write().await?;
+        bind(dynamic(unmute.sql.clone()), values(&unmute)).execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(closed)
+    }
+
+    async fn resolve_health_issue(
+        &self,
+        sensor_id: &str,
+        kind: HealthIssueKind,
+        now: Timestamp,
+    ) -> StoreResult<Option<HealthIssue>> {
+        let mut tx = self.write().await?;
+        let open = sqlx::query(hsql::OPEN_OF_KIND)
+            .bind(sensor_id.to_string())
+            .bind(kind.as_str().to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let Some(row) = open else { return Ok(None) };
+        let id = Cols(&row).text("id")?;
+        sqlx::query(hsql::RESOLVE)
+            .bind(sensor_id.to_string())
+            .bind(kind.as_str().to_string())
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        recount(&mut tx, sensor_id).await?;
+        let issue = load_issue(&mut tx, &id).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(issue)
+    }
+
+    async fn get_health_issue(&self, id: &str, scope: &Scope) -> StoreResult<Option<HealthIssue>> {
+        let mut conn = self.read().await?;
+        match load_issue_in_scope(&mut conn, id, scope).await {
+            Ok((issue, _)) => Ok(Some(issue)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_health_issues(&self, query: &HealthIssueQuery) -> StoreResult<Vec<HealthIssue>> {
+        let q = hsql::list_sql(query);
+        let rows =
+            bind(dynamic(q.sql.clone()), values(&q)).fetch_all(&mut *self.read().await?).await.map_err(db_err)?;
+        rows.iter().map(|r| hsql::decode_issue(&Cols(r))).collect()
+    }
+
+    async fn count_health_issues(&self, scope: &Scope, filter: &HealthIssueFilter) -> StoreResult<u64> {
+        let q = hsql::count_sql(scope, filter);
+        let row = bind(dynamic(q.sql.clone()), values(&q)).fetch_one(&mut *self.read().await?).await.map_err(db_err)?;
+        let n = Cols(&row).int("n")?;
+        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
+    }
+
+    async fn close_health_issue(&self, id: &str, scope: &Scope, a: &Audit) -> StoreResult<HealthIssue> {
+        let mut tx = self.write().await?;
+        let (before, _) = load_issue_in_scope(&mut tx, id, scope).await?;
+        if before.status != IssueStatus::Open {
+            return Err(hsql::wrong_status(&before, IssueStatus::Closed));
+        }
+        sqlx::query(hsql::OPERATOR_CLOSE)
+            .bind(id.to_string())
+            .bind(a.at.0)
+            .bind(a.actor.clone())
+            .bind(HealthIssueKind::FROM_FACTS.contains(&before.kind))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        recount(&mut tx, &before.sensor_id).await?;
+        let after = load_issue(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+        audit(&mut tx, sql::audit_values(a, "health_issue", id, Some(&before), Some(&after))?).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(after)
+    }
+
+    async fn reopen_health_issue(&self, id: &str, scope: &Scope, a: &Audit) -> StoreResult<HealthIssue> {
+        let mut tx = self.write().await?;
+        let (before, sensor) = load_issue_in_scope(&mut tx, id, scope).await?;
+        if before.status != IssueStatus::Closed {
+            return Err(hsql::wrong_status(&before, IssueStatus::Open));
+        }
+        let other = sqlx::query(hsql::OPEN_OF_KIND)
+            .bind(before.sensor_id.clone())
+            .bind(before.kind.as_str().to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if let Some(row) = other {
+            return Err(hsql::another_open(&before, &Cols(&row).text("id")?));
+        }
+        sqlx::query(hsql::OPERATOR_REOPEN).bind(id.to_string()).bind(a.at.0).execute(&mut *tx).await.map_err(db_err)?;
+        recount(&mut tx, &before.sensor_id).await?;
+        let after = load_issue(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+        notify(&mut tx, events::REOPENED, &after, &sensor, a.at).await?;
+        audit(&mut tx, sql::audit_values(a, "health_issue", id, Some(&before), Some(&after))?).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(after)
+    }
+}

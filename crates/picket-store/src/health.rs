@@ -1,0 +1,544 @@
+//! Health issues in storage (`HealthIssueStore`): the table `health_issues` (migration 0005),
+//! at most one open issue per sensor and kind (a partial unique index, so several replicas
+//! running the status job at once cannot duplicate one), the notification written to
+//! `notification_outbox` in the same transaction as each opening, and the sensor's
+//! `open_issues` / `health_rank` kept in step, also in that transaction.
+//!
+//! The SQL of each condition is built from the status rules of `query` (`rule_predicate`), so
+//! the job selects only the sensors whose condition started or ended; the conformance suite
+//! checks on random rows that it agrees with `picket_domain::issues::conditions`.
+
+use async_trait::async_trait;
+use picket_domain::issues::{HealthFacts, HealthIssueKind, IssueStatus};
+use picket_domain::{SensorStatus, Severity, StatusContext, Timestamp};
+use serde::Serialize;
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::{Audit, Scope, SensorRow};
+use crate::query::{SqlParam, SqlQuery, rule_predicate};
+use crate::sql::{Columns, Value};
+
+/// A health issue as stored (and listed, with its sensor's name).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthIssue {
+    /// Unique id (UUID form).
+    pub id: String,
+    /// The sensor it is about.
+    pub sensor_id: String,
+    /// The sensor's name (joined when read).
+    pub sensor_name: String,
+    /// What it is about.
+    pub kind: HealthIssueKind,
+    /// How bad.
+    pub severity: Severity,
+    /// Open or closed.
+    pub status: IssueStatus,
+    /// When it (last) opened.
+    pub opened_at: Timestamp,
+    /// When it closed; `None` while open.
+    pub closed_at: Option<Timestamp>,
+    /// Who closed it: `system` (the condition ended) or the operator's principal.
+    pub closed_by: Option<String>,
+    /// The kind's title.
+    pub title: String,
+    /// What was observed.
+    pub detail: String,
+    /// What to do.
+    pub recommendation: String,
+}
+
+/// An issue to open (the caller chooses the id and describes it with `picket_domain::issues`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewHealthIssue {
+    /// Id for the new row.
+    pub id: String,
+    /// The sensor.
+    pub sensor_id: String,
+    /// Its kind; the severity is the kind's.
+    pub kind: HealthIssueKind,
+    /// When.
+    pub opened_at: Timestamp,
+    /// Title.
+    pub title: String,
+    /// Detail.
+    pub detail: String,
+    /// Recommendation.
+    pub recommendation: String,
+}
+
+/// Which issues to list; each field is "any of these" and fields combine with AND.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HealthIssueFilter {
+    /// Open or closed.
+    pub status: Vec<IssueStatus>,
+    /// Severities.
+    pub severity: Vec<Severity>,
+    /// Kinds.
+    pub kind: Vec<HealthIssueKind>,
+    /// Sensors.
+    pub sensor_id: Vec<String>,
+}
+
+/// Where a page of issues ended (lists are newest first: `opened_at`, then id, descending).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IssueCursor {
+    /// The last row's `opened_at` (ms).
+    pub opened_at: i64,
+    /// The last row's id.
+    pub id: String,
+}
+
+impl IssueCursor {
+    /// The opaque `next_cursor` text.
+    pub fn encode(&self) -> String {
+        hex::encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Reads a client's cursor back.
+    pub fn decode(text: &str) -> Option<IssueCursor> {
+        serde_json::from_slice(&hex::decode(text).ok()?).ok()
+    }
+}
+
+/// A page request for issues.
+#[derive(Debug, Clone)]
+pub struct HealthIssueQuery {
+    /// What the caller may see (by the sensors' subscriptions).
+    pub scope: Scope,
+    /// Filters.
+    pub filter: HealthIssueFilter,
+    /// Start after this position.
+    pub after: Option<IssueCursor>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Health issues in storage. `Store` requires this trait, so every backend implements it.
+#[async_trait]
+pub trait HealthIssueStore: Send + Sync + 'static {
+    /// Sensors (ordered by id, after `after_id`, at most `limit`) whose `kind` condition holds
+    /// at `ctx` and that have neither an open issue of that kind nor one an operator closed
+    /// while the condition persists: the ones the status job must open an issue for.
+    async fn health_candidates(
+        &self,
+        kind: HealthIssueKind,
+        ctx: &StatusContext,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<SensorRow>>;
+
+    /// Opens an issue unless one of its kind is open for the sensor, writing the
+    /// `health_issue.opened` notification and the sensor's counts in the same transaction.
+    /// With `ctx`, only if the kind's condition holds at `ctx` and no operator closed an issue
+    /// of the kind while it persists (checked in the same statement); without, whenever none
+    /// is open (for kinds raised by events). `None`: nothing was opened.
+    async fn open_health_issue(
+        &self,
+        issue: &NewHealthIssue,
+        ctx: Option<&StatusContext>,
+    ) -> StoreResult<Option<HealthIssue>>;
+
+    /// Closes (`closed_by = system`) the open issues of `kind` whose condition no longer holds
+    /// at `ctx`; also forgets operator closes whose condition ended, so a new start opens a new
+    /// issue. Returns the issues closed.
+    async fn close_ended_health_issues(
+        &self,
+        kind: HealthIssueKind,
+        ctx: &StatusContext,
+    ) -> StoreResult<Vec<HealthIssue>>;
+
+    /// Closes the open issue of `kind` of a sensor as `system` (for kinds raised by events,
+    /// when the code that raised it sees the condition end). `None` if none was open.
+    async fn resolve_health_issue(
+        &self,
+        sensor_id: &str,
+        kind: HealthIssueKind,
+        now: Timestamp,
+    ) -> StoreResult<Option<HealthIssue>>;
+
+    /// One issue, if its sensor is in `scope`.
+    async fn get_health_issue(&self, id: &str, scope: &Scope) -> StoreResult<Option<HealthIssue>>;
+
+    /// One page of issues, newest first.
+    async fn list_health_issues(&self, query: &HealthIssueQuery) -> StoreResult<Vec<HealthIssue>>;
+
+    /// How many issues match.
+    async fn count_health_issues(&self, scope: &Scope, filter: &HealthIssueFilter) -> StoreResult<u64>;
+
+    /// An operator closes an open issue (audited); it stays closed while its condition
+    /// persists. `NotFound` outside `scope`, `Conflict` if it is not open.
+    async fn close_health_issue(&self, id: &str, scope: &Scope, audit: &Audit) -> StoreResult<HealthIssue>;
+
+    /// An operator reopens a closed issue (audited, notified as `health_issue.reopened`).
+    /// `NotFound` outside `scope`; `Conflict` if it is open, or if another issue of its kind is
+    /// open for the sensor (the message names it).
+    async fn reopen_health_issue(&self, id: &str, scope: &Scope, audit: &Audit) -> StoreResult<HealthIssue>;
+}
+
+/// The facts the health conditions of a stored sensor depend on.
+pub fn health_facts(row: &SensorRow) -> HealthFacts {
+    HealthFacts { status: row.facts(), service_status: row.service_status, sensor_type: row.sensor_type }
+}
+
+/// Shared SQL of the health statements, `$N` dialect of both backends.
+pub mod sql {
+    use super::*;
+
+    /// The columns an issue is read with (from `health_issues h JOIN sensors s`).
+    pub const ISSUE_COLUMNS: &str = "h.id, h.sensor_id, s.name AS sensor_name, h.kind, h.severity, h.status, \
+h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
+
+    /// Rank of a severity as stored in `severity_rank` (the sensor's `health_rank` is the
+    /// highest rank among its open issues, 0 for none).
+    pub fn severity_rank(s: Severity) -> i64 {
+        picket_domain::HealthStatus::from_worst(Some(s)).rank()
+    }
+
+    /// The SQL predicate, over unqualified `sensors` columns, "the condition of `kind` holds
+    /// at `ctx`" (`picket_domain::issues::condition_holds`); `FALSE` for kinds raised by events.
+    pub fn condition_sql(kind: HealthIssueKind, ctx: &StatusContext, q: &mut SqlQuery) -> String {
+        use HealthIssueKind::*;
+        if !HealthIssueKind::FROM_FACTS.contains(&kind) {
+            return "FALSE".to_string();
+        }
+        let mut parts: Vec<String> =
+            [SensorStatus::NotApplicable, SensorStatus::PendingActivation, SensorStatus::Unreachable]
+                .iter()
+                .map(|s| format!("NOT {}", rule_predicate(*s, ctx, q)))
+                .collect();
+        if kind == Disconnected {
+            parts.push(rule_predicate(SensorStatus::Disconnected, ctx, q));
+        } else {
+            parts.push(format!("NOT {}", rule_predicate(SensorStatus::Disconnected, ctx, q)));
+            parts.push(match kind {
+                ServiceStopped => "service_status IN ('stopped', 'disabled')".to_string(),
+                StartFailed => rule_predicate(SensorStatus::StartFailed, ctx, q),
+                UpdateFailed => rule_predicate(SensorStatus::UpdateFailed, ctx, q),
+                NotConfigured => rule_predicate(SensorStatus::NotConfigured, ctx, q),
+                Outdated => rule_predicate(SensorStatus::Outdated, ctx, q),
+                _ => "FALSE".to_string(),
+            });
+        }
+        format!("({})", parts.join(" AND "))
+    }
+
+    /// An index-friendly pre-filter implied by the condition (the silence check of
+    /// `disconnected` on `last_seen_at`), or `TRUE`.
+    fn prefilter(kind: HealthIssueKind, ctx: &StatusContext, q: &mut SqlQuery) -> String {
+        match (kind, ctx.disconnect_cutoff()) {
+            (HealthIssueKind::Disconnected, Some(cutoff)) => {
+                format!("(last_seen_at IS NULL OR last_seen_at <= {})", q.bind(SqlParam::Int(cutoff.millis())))
+            }
+            (HealthIssueKind::Disconnected, None) => "FALSE".to_string(),
+            _ => "TRUE".to_string(),
+        }
+    }
+
+    /// `EXISTS` an open issue of `kind` for the sensor, or one an operator closed while its
+    /// condition persists (`muted`).
+    fn blocked(kind: HealthIssueKind, q: &mut SqlQuery) -> String {
+        let k = q.bind(SqlParam::Text(kind.as_str().to_string()));
+        format!(
+            "EXISTS (SELECT 1 FROM health_issues h WHERE h.sensor_id = sensors.id AND h.kind = {k} AND (h.status = 'open' OR h.muted))"
+        )
+    }
+
+    /// The candidates of [`HealthIssueStore::health_candidates`].
+    pub fn candidates_sql(kind: HealthIssueKind, ctx: &StatusContext, after_id: Option<&str>, limit: u32) -> SqlQuery {
+        let mut q = SqlQuery::default();
+        let pre = prefilter(kind, ctx, &mut q);
+        let cond = condition_sql(kind, ctx, &mut q);
+        let blocked = blocked(kind, &mut q);
+        let after = match after_id {
+            Some(id) => format!(" AND id > {}", q.bind(SqlParam::Text(id.to_string()))),
+            None => String::new(),
+        };
+        let limit = q.bind(SqlParam::Int(i64::from(limit)));
+        q.sql = format!(
+            "SELECT {} FROM sensors WHERE {pre} AND {cond} AND NOT {blocked}{after} ORDER BY id LIMIT {limit}",
+            crate::query::SENSOR_COLUMNS
+        );
+        q
+    }
+
+    /// Inserts the issue described by [`new_issue_values`] (`$1`..`$9`) if its sensor exists,
+    /// none of its kind is open (the partial unique index) and, with `ctx`, its condition
+    /// holds and no operator closed one of its kind while it persists.
+    pub fn insert_issue_sql(kind: HealthIssueKind, ctx: Option<&StatusContext>) -> SqlQuery {
+        let mut q = SqlQuery::default();
+        for v in ["id", "sensor", "kind", "severity", "rank", "opened", "title", "detail", "recommendation"] {
+            q.bind(SqlParam::Text(v.to_string()));
+        }
+        let extra = match ctx {
+            Some(c) => {
+                let cond = condition_sql(kind, c, &mut q);
+                let blocked = blocked(kind, &mut q);
+                format!(" AND {cond} AND NOT {blocked}")
+            }
+            None => String::new(),
+        };
+        q.sql = format!(
+            "INSERT INTO health_issues (id, sensor_id, kind, severity, severity_rank, status, opened_at, closed_at, \
+closed_by, muted, title, detail, recommendation) \
+SELECT $1, id, $3, $4, $5, 'open', $6, NULL, NULL, FALSE, $7, $8, $9 FROM sensors WHERE id = $2{extra} \
+ON CONFLICT DO NOTHING"
+        );
+        q
+    }
+
+    /// The values `$1`..`$9` of [`insert_issue_sql`] (the condition's values follow).
+    pub fn new_issue_values(n: &NewHealthIssue) -> Vec<Value> {
+        let sev = n.kind.severity();
+        vec![
+            Value::Text(n.id.clone()),
+            Value::Text(n.sensor_id.clone()),
+            Value::Text(n.kind.as_str().to_string()),
+            Value::Text(sev.as_str().to_string()),
+            Value::Int(severity_rank(sev)),
+            Value::Int(n.opened_at.0),
+            Value::Text(n.title.clone()),
+            Value::Text(n.detail.clone()),
+            Value::Text(n.recommendation.clone()),
+        ]
+    }
+
+    /// The values of a built query, `$1`..`$9` replaced by `first` (for [`insert_issue_sql`]).
+    pub fn values_with(q: &SqlQuery, first: Vec<Value>) -> Vec<Value> {
+        let n = first.len();
+        first.into_iter().chain(q.params.iter().skip(n).cloned().map(Value::from)).collect()
+    }
+
+    /// Open issues of `kind` whose condition no longer holds: `(id, sensor_id)`.
+    pub fn ended_sql(kind: HealthIssueKind, ctx: &StatusContext) -> SqlQuery {
+        let mut q = SqlQuery::default();
+        let k = q.bind(SqlParam::Text(kind.as_str().to_string()));
+        let cond = condition_sql(kind, ctx, &mut q);
+        q.sql = format!(
+            "SELECT h.id, h.sensor_id FROM health_issues h WHERE h.status = 'open' AND h.kind = {k} \
+AND NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = h.sensor_id AND {cond}) ORDER BY h.id"
+        );
+        q
+    }
+
+    /// Closes issue `$1` at `$2` as `system` if still open and its condition still ended.
+    pub fn auto_close_sql(kind: HealthIssueKind, ctx: &StatusContext) -> SqlQuery {
+        let mut q = SqlQuery::default();
+        q.bind(SqlParam::Text("id".into()));
+        q.bind(SqlParam::Int(0));
+        let cond = condition_sql(kind, ctx, &mut q);
+        q.sql = format!(
+            "UPDATE health_issues SET status = 'closed', closed_at = $2, closed_by = 'system' \
+WHERE id = $1 AND status = 'open' AND NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = health_issues.sensor_id AND {cond})"
+        );
+        q
+    }
+
+    /// Forgets operator closes of `kind` whose condition ended.
+    pub fn unmute_sql(kind: HealthIssueKind, ctx: &StatusContext) -> SqlQuery {
+        let mut q = SqlQuery::default();
+        let k = q.bind(SqlParam::Text(kind.as_str().to_string()));
+        let cond = condition_sql(kind, ctx, &mut q);
+        q.sql = format!(
+            "UPDATE health_issues SET muted = FALSE WHERE kind = {k} AND muted \
+AND NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = health_issues.sensor_id AND {cond})"
+        );
+        q
+    }
+
+    /// Closes the open issue of sensor `$1`, kind `$2`, at `$3` as `system`.
+    pub const RESOLVE: &str = "UPDATE health_issues SET status = 'closed', closed_at = $3, closed_by = 'system' \
+WHERE sensor_id = $1 AND kind = $2 AND status = 'open'";
+
+    /// The open issue of sensor `$1`, kind `$2`: its id.
+    pub const OPEN_OF_KIND: &str =
+        "SELECT id FROM health_issues WHERE sensor_id = $1 AND kind = $2 AND status = 'open'";
+
+    /// Operator close of `$1` at `$2` by `$3`; `$4` mutes it (kinds raised from facts).
+    pub const OPERATOR_CLOSE: &str = "UPDATE health_issues SET status = 'closed', closed_at = $2, closed_by = $3, \
+muted = $4 WHERE id = $1 AND status = 'open'";
+
+    /// Operator reopen of `$1` at `$2` (a reopened issue counts as opened again).
+    pub const OPERATOR_REOPEN: &str = "UPDATE health_issues SET status = 'open', opened_at = $2, closed_at = NULL, \
+closed_by = NULL, muted = FALSE WHERE id = $1 AND status = 'closed'";
+
+    /// Recounts sensor `$1`'s open issues and its worst severity.
+    pub const RECOUNT: &str = "UPDATE sensors SET \
+open_issues = (SELECT COUNT(*) FROM health_issues h WHERE h.sensor_id = $1 AND h.status = 'open'), \
+health_rank = (SELECT COALESCE(MAX(h.severity_rank), 0) FROM health_issues h WHERE h.sensor_id = $1 AND h.status = 'open') \
+WHERE id = $1";
+
+    /// Adds a notification to the outbox: `$1` created_at, `$2` event, `$3` payload.
+    pub const INSERT_OUTBOX: &str = "INSERT INTO notification_outbox (created_at, event, payload) VALUES ($1, $2, $3)";
+
+    /// One issue by id `$1` with its sensor.
+    pub fn select_issue_sql() -> String {
+        format!("SELECT {ISSUE_COLUMNS} FROM health_issues h JOIN sensors s ON s.id = h.sensor_id WHERE h.id = $1")
+    }
+
+    fn where_clause(scope: &Scope, f: &HealthIssueFilter, q: &mut SqlQuery) -> String {
+        let mut parts = vec!["TRUE".to_string()];
+        let mut any = |column: &str, values: Vec<String>, q: &mut SqlQuery| {
+            if !values.is_empty() {
+                let ph: Vec<String> = values.into_iter().map(|v| q.bind(SqlParam::Text(v))).collect();
+                parts.push(format!("{column} IN ({})", ph.join(", ")));
+            }
+        };
+        if let Scope::Subscriptions(subs) = scope {
+            if subs.is_empty() {
+                return "FALSE".to_string();
+            }
+            any("s.subscription", subs.clone(), q);
+        }
+        any("h.status", f.status.iter().map(|s| s.as_str().to_string()).collect(), q);
+        any("h.severity", f.severity.iter().map(|s| s.as_str().to_string()).collect(), q);
+        any("h.kind", f.kind.iter().map(|s| s.as_str().to_string()).collect(), q);
+        any("h.sensor_id", f.sensor_id.clone(), q);
+        parts.join(" AND ")
+    }
+
+    /// A page of issues, newest first.
+    pub fn list_sql(query: &HealthIssueQuery) -> SqlQuery {
+        let mut q = SqlQuery::default();
+        let mut w = where_clause(&query.scope, &query.filter, &mut q);
+        if let Some(c) = &query.after {
+            let t0 = q.bind(SqlParam::Int(c.opened_at));
+            let t1 = q.bind(SqlParam::Int(c.opened_at));
+            let t2 = q.bind(SqlParam::Int(c.opened_at));
+            let id = q.bind(SqlParam::Text(c.id.clone()));
+            w = format!("{w} AND h.opened_at <= {t0} AND (h.opened_at < {t1} OR (h.opened_at = {t2} AND h.id < {id}))");
+        }
+        let limit = q.bind(SqlParam::Int(i64::from(query.limit)));
+        q.sql = format!(
+            "SELECT {ISSUE_COLUMNS} FROM health_issues h JOIN sensors s ON s.id = h.sensor_id WHERE {w} \
+ORDER BY h.opened_at DESC, h.id DESC LIMIT {limit}"
+        );
+        q
+    }
+
+    /// How many issues match.
+    pub fn count_sql(scope: &Scope, f: &HealthIssueFilter) -> SqlQuery {
+        let mut q = SqlQuery::default();
+        let w = where_clause(scope, f, &mut q);
+        q.sql = format!("SELECT COUNT(*) AS n FROM health_issues h JOIN sensors s ON s.id = h.sensor_id WHERE {w}");
+        q
+    }
+
+    fn parse<T: std::str::FromStr>(column: &str, text: &str) -> StoreResult<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        text.parse().map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
+    }
+
+    /// Reads an issue selected with [`ISSUE_COLUMNS`].
+    pub fn decode_issue(r: &impl Columns) -> StoreResult<HealthIssue> {
+        Ok(HealthIssue {
+            id: r.text("id")?,
+            sensor_id: r.text("sensor_id")?,
+            sensor_name: r.text("sensor_name")?,
+            kind: parse("kind", &r.text("kind")?)?,
+            severity: parse("severity", &r.text("severity")?)?,
+            status: parse("status", &r.text("status")?)?,
+            opened_at: Timestamp(r.int("opened_at")?),
+            closed_at: r.opt_int("closed_at")?.map(Timestamp),
+            closed_by: r.opt_text("closed_by")?,
+            title: r.text("title")?,
+            detail: r.text("detail")?,
+            recommendation: r.text("recommendation")?,
+        })
+    }
+
+    /// The message of reopening an issue while another of its kind is open.
+    pub fn another_open(issue: &HealthIssue, other_id: &str) -> StoreError {
+        StoreError::Conflict(format!(
+            "sensor {} already has an open {} issue ({other_id}); close that one first or leave this one closed",
+            issue.sensor_name, issue.kind
+        ))
+    }
+
+    /// The message of closing an issue that is not open, or reopening one that is.
+    pub fn wrong_status(issue: &HealthIssue, wanted: IssueStatus) -> StoreError {
+        StoreError::Conflict(format!("health issue {} is already {}", issue.id, wanted))
+    }
+}
+
+/// The notification events written to `notification_outbox`.
+pub mod events {
+    /// An issue was opened (by the control plane or an event).
+    pub const OPENED: &str = "health_issue.opened";
+    /// An operator reopened an issue.
+    pub const REOPENED: &str = "health_issue.reopened";
+}
+
+/// RFC 3339 UTC with milliseconds when there are any, as the REST API writes instants
+/// (`2026-11-22T10:00:00Z`, `2026-11-22T10:00:00.25Z`).
+pub fn rfc3339(t: Timestamp) -> String {
+    let base = picket_domain::issues::format_utc(t);
+    let ms = t.0.rem_euclid(1000);
+    if ms == 0 {
+        return base;
+    }
+    let frac = format!("{ms:03}");
+    format!("{}.{}Z", base.trim_end_matches('Z'), frac.trim_end_matches('0'))
+}
+
+/// The JSON document of an outbox row (the delivery worker sends it to webhooks as is):
+/// `{"event", "issue": {id, sensor_id, kind, severity, status, opened_at, closed_at, title,
+/// detail, recommendation}, "sensor": {id, name, type, domain, site, zone, subscription}}`.
+pub fn outbox_payload(event: &str, issue: &HealthIssue, sensor: &SensorRow) -> String {
+    let doc = serde_json::json!({
+        "event": event,
+        "issue": {
+            "id": issue.id,
+            "sensor_id": issue.sensor_id,
+            "kind": issue.kind.as_str(),
+            "severity": issue.severity.as_str(),
+            "status": issue.status.as_str(),
+            "opened_at": rfc3339(issue.opened_at),
+            "closed_at": issue.closed_at.map(rfc3339),
+            "title": issue.title,
+            "detail": issue.detail,
+            "recommendation": issue.recommendation,
+        },
+        "sensor": {
+            "id": sensor.id,
+            "name": sensor.name,
+            "type": sensor.sensor_type.as_str(),
+            "domain": sensor.domain,
+            "site": sensor.site,
+            "zone": sensor.zone,
+            "subscription": sensor.subscription,
+        },
+    });
+    doc.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_trims_like_the_api() {
+        assert_eq!(rfc3339(Timestamp(1_795_341_600_000)), "2026-11-22T10:00:00Z");
+        assert_eq!(rfc3339(Timestamp(1_795_341_600_250)), "2026-11-22T10:00:00.25Z");
+        assert_eq!(rfc3339(Timestamp(1_795_341_600_007)), "2026-11-22T10:00:00.007Z");
+    }
+
+    #[test]
+    fn placeholders_line_up() {
+        let c = StatusContext {
+            now: Timestamp(1_000_000_000),
+            timings: Default::default(),
+            outdated_below: None,
+            watching_since: Timestamp(0),
+        };
+        for k in HealthIssueKind::ALL {
+            let q = sql::insert_issue_sql(*k, Some(&c));
+            let n = q.params.len();
+            assert!(n >= 9);
+            assert!(!q.sql.contains(&format!("${}", n + 1)), "{k}: {}", q.sql);
+            let q = sql::candidates_sql(*k, &c, Some("x"), 10);
+            assert!(q.sql.contains(&format!("${}", q.params.len())));
+        }
+    }
+}
