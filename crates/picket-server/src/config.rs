@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub activation_ttl: Duration,
     /// Release public key files carried by activation files (`--release-key-pub`).
     pub release_key_pubs: Vec<PathBuf>,
+    /// Largest release package `POST /api/v1/releases` accepts (`--max-release-size`, 512 MiB).
+    pub max_release_bytes: u64,
     /// Syslog target for notifications (`udp://host:port` or `tcp://...`).
     pub syslog: Option<String>,
 }
@@ -54,6 +56,7 @@ impl ServerConfig {
             cert_rotate_before: Duration::from_secs(30 * 86400),
             activation_ttl: Duration::from_secs(7 * 86400),
             release_key_pubs: Vec::new(),
+            max_release_bytes: 512 << 20,
             syslog: None,
         }
     }

@@ -76,6 +76,9 @@ pub struct ServeArgs {
     /// Release public key file that activation files carry (repeatable).
     #[arg(long = "release-key-pub", env = "PICKET_RELEASE_KEY_PUBS", value_delimiter = ',', value_name = "FILE")]
     pub release_key_pub: Vec<PathBuf>,
+    /// Largest release package an upload may be, e.g. 512MiB, 2GiB or a number of bytes [default: 512MiB].
+    #[arg(long, env = "PICKET_MAX_RELEASE_SIZE", value_parser = byte_size, value_name = "SIZE")]
+    pub max_release_size: Option<u64>,
     /// Syslog target for notifications: udp://HOST:PORT or tcp://HOST:PORT.
     #[arg(long, env = "PICKET_SYSLOG", value_name = "URL")]
     pub syslog: Option<String>,
@@ -109,6 +112,7 @@ struct FileConfig {
     activation_ttl: Option<String>,
     #[serde(alias = "release_key_pubs")]
     release_key_pub: Option<Vec<PathBuf>>,
+    max_release_size: Option<String>,
     syslog: Option<String>,
     log_format: Option<LogFormat>,
     secure_cookies: Option<bool>,
@@ -141,6 +145,22 @@ fn pick_duration(flag: Option<Duration>, file: Option<&str>, key: &str, default:
         (None, Some(s)) => parse_duration(s).with_context(|| format!("config file key {key}")),
         (None, None) => Ok(default),
     }
+}
+
+/// A size like `512MiB`, `2GiB`, `100KiB` (or KB/MB/GB, the same powers of 1024) or a number of bytes.
+fn byte_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}: use e.g. 512MiB, 2GiB or a number of bytes"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("invalid size {s:?}: use e.g. 512MiB, 2GiB or a number of bytes")),
+    };
+    n.checked_mul(1 << shift).filter(|n| *n > 0).ok_or_else(|| format!("invalid size {s:?}"))
 }
 
 fn pick_list<T>(flag: Vec<T>, file: Option<Vec<T>>) -> Vec<T> {
@@ -201,6 +221,11 @@ pub fn resolve(args: ServeArgs, bootstrap_token: Option<String>) -> anyhow::Resu
             d.activation_ttl,
         )?,
         release_key_pubs: pick_list(args.release_key_pub, file.release_key_pub),
+        max_release_bytes: match (args.max_release_size, file.max_release_size.as_deref()) {
+            (Some(n), _) => n,
+            (None, Some(s)) => byte_size(s).map_err(anyhow::Error::msg).context("config file key max_release_size")?,
+            (None, None) => d.max_release_bytes,
+        },
         syslog: args.syslog.or(file.syslog).filter(|s| !s.trim().is_empty()),
         data_dir: d.data_dir,
     };

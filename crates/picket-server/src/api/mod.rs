@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 mod ops;
 pub mod params;
+mod releases;
 mod sensors;
 mod users;
 
@@ -96,6 +97,8 @@ fn routes() -> Routes {
         .post("/api/v1/sensors/{id}/decommission", sensors::decommission)
         .get("/api/v1/sensors/{id}/activation-file", sensors::activation_file)
         .get("/api/v1/summary", sensors::summary)
+        .get("/api/v1/releases", releases::list)
+        .post("/api/v1/releases", releases::publish)
         .get("/api/v1/zones", admin::list_zones)
         .post("/api/v1/zones", admin::create_zone)
         .get("/api/v1/subscriptions", admin::list_subscriptions)

@@ -11,6 +11,7 @@ pub mod auth_cache;
 mod error;
 mod first_run;
 mod identity;
+pub mod releases;
 mod sensors;
 pub(crate) mod users;
 

@@ -7,6 +7,7 @@
 //! 401 for unknown, revoked or deleted certificates. Heartbeats are answered at once and
 //! written in batches every `HEARTBEAT_FLUSH_EVERY`.
 
+pub mod packages;
 pub mod tls;
 
 use std::future::Future;
@@ -112,8 +113,12 @@ async fn not_found(_: AuthedSensor, req: axum::extract::Request) -> ApiError {
 }
 
 /// Every `(method, path)` the sensor API serves.
-pub const ROUTES: &[(&str, &str)] =
-    &[("POST", "/sensor/v1/activate"), ("POST", "/sensor/v1/heartbeat"), ("GET", "/sensor/v1/config")];
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/sensor/v1/activate"),
+    ("POST", "/sensor/v1/heartbeat"),
+    ("GET", "/sensor/v1/config"),
+    ("GET", "/sensor/v1/packages/{sha256}"),
+];
 
 /// The sensor API's routes over `state` (TLS and fingerprints are the listener's job).
 pub fn router(state: SensorState) -> Router {
@@ -121,6 +126,7 @@ pub fn router(state: SensorState) -> Router {
         .route("/sensor/v1/activate", post(activate))
         .route("/sensor/v1/heartbeat", post(heartbeat))
         .route("/sensor/v1/config", get(config))
+        .route("/sensor/v1/packages/{sha256}", get(packages::download))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(crate::metrics::track))

@@ -14,6 +14,7 @@ mod errors;
 mod export;
 mod listing;
 mod ops;
+mod releases;
 mod scope;
 mod sensors;
 mod users;
