@@ -6,6 +6,7 @@
 //! contract of `picket-proto`. The CSV export is streamed chunk by chunk, never buffered whole.
 
 mod error;
+mod health;
 mod params;
 mod users;
 
@@ -22,6 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use error::ClientError;
+pub use health::IssueListParams;
 pub use params::SensorListParams;
 
 /// How long a JSON call may take before it is abandoned (exports have no such limit).

@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod api;
+pub mod health;
 pub mod releases;
 pub mod sensor;
 pub mod time;

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub max_release_bytes: u64,
     /// Syslog target for notifications (`udp://host:port` or `tcp://...`).
     pub syslog: Option<String>,
+    /// How often the status job raises and auto-closes health issues
+    /// (`PICKET_HEALTH_CHECK_EVERY`, 5s).
+    pub health_check_every: Duration,
 }
 
 impl ServerConfig {
@@ -58,6 +61,7 @@ impl ServerConfig {
             release_key_pubs: Vec::new(),
             max_release_bytes: 512 << 20,
             syslog: None,
+            health_check_every: Duration::from_secs(5),
         }
     }
 }

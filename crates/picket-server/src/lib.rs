@@ -139,6 +139,8 @@ pub async fn serve(
         router = make(prepared.app.clone()).merge(router);
     }
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let every = prepared.app.config().health_check_every;
+    let health = app::health::spawn(prepared.app.clone(), every, stop_rx.clone());
     let upkeep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -151,5 +153,6 @@ pub async fn serve(
     let result = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = upkeep.await;
+    let _ = health.await;
     result
 }

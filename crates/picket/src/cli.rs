@@ -42,6 +42,9 @@ pub enum Command {
     /// Add, list, re-password and remove portal users.
     #[command(subcommand)]
     Users(crate::commands::users::UsersCmd),
+    /// List, close and reopen health issues.
+    #[command(subcommand)]
+    HealthIssues(crate::commands::health::HealthIssuesCmd),
     /// Write N realistic sensor records straight into a store (benchmarks).
     Seed(SeedArgs),
     /// Simulate N sensors: onboard, activate (one certificate each) and heartbeat them over mutual TLS.

@@ -45,6 +45,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(*args).await,
         Command::Seed(args) => seed::run(args).await,
         Command::Sensors(cmd) => commands::sensors::run(*cmd).await,
+        Command::HealthIssues(cmd) => commands::health::run(cmd).await,
         Command::Zones(cmd) => commands::admin::zones(cmd).await,
         Command::Subscriptions(cmd) => commands::admin::subscriptions(cmd).await,
         Command::Summary(args) => commands::admin::summary(args).await,

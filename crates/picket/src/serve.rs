@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// Syslog target for notifications: udp://HOST:PORT or tcp://HOST:PORT.
     #[arg(long, env = "PICKET_SYSLOG", value_name = "URL")]
     pub syslog: Option<String>,
+    /// How often health issues are raised and auto-closed [default: 5s, or a fifth of
+    /// --disconnect-after when that is shorter].
+    #[arg(long, env = "PICKET_HEALTH_CHECK_EVERY", value_parser = duration, value_name = "DURATION")]
+    pub health_check_every: Option<Duration>,
     /// Log format (levels from RUST_LOG, default info) [default: text].
     #[arg(long, env = "PICKET_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -114,6 +118,7 @@ struct FileConfig {
     release_key_pub: Option<Vec<PathBuf>>,
     max_release_size: Option<String>,
     syslog: Option<String>,
+    health_check_every: Option<String>,
     log_format: Option<LogFormat>,
     secure_cookies: Option<bool>,
 }
@@ -227,6 +232,14 @@ pub fn resolve(args: ServeArgs, bootstrap_token: Option<String>) -> anyhow::Resu
             (None, None) => d.max_release_bytes,
         },
         syslog: args.syslog.or(file.syslog).filter(|s| !s.trim().is_empty()),
+        // Shortened timings (tests, demos) shorten the job's period with them.
+        health_check_every: pick_duration(
+            args.health_check_every,
+            file.health_check_every.as_deref(),
+            "health_check_every",
+            d.health_check_every.min(timings.disconnect_after / 5),
+        )?
+        .max(Duration::from_millis(100)),
         data_dir: d.data_dir,
     };
     let database_url = args.database_url.or(file.database_url).filter(|u| !u.trim().is_empty());

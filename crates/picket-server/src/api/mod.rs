@@ -7,6 +7,7 @@
 mod admin;
 pub mod error;
 pub mod extract;
+pub mod health;
 mod ops;
 pub mod params;
 mod releases;
@@ -96,6 +97,10 @@ fn routes() -> Routes {
         .delete("/api/v1/sensors/{id}", sensors::delete_one)
         .post("/api/v1/sensors/{id}/decommission", sensors::decommission)
         .get("/api/v1/sensors/{id}/activation-file", sensors::activation_file)
+        .get("/api/v1/sensors/{id}/health-issues", health::of_sensor)
+        .get("/api/v1/health-issues", health::list)
+        .post("/api/v1/health-issues/{id}/close", health::close)
+        .post("/api/v1/health-issues/{id}/reopen", health::reopen)
         .get("/api/v1/summary", sensors::summary)
         .get("/api/v1/releases", releases::list)
         .post("/api/v1/releases", releases::publish)

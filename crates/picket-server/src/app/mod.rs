@@ -10,6 +10,7 @@ mod admin;
 pub mod auth_cache;
 mod error;
 mod first_run;
+pub mod health;
 mod identity;
 pub mod releases;
 mod sensors;

@@ -12,6 +12,7 @@ mod admin;
 mod auth;
 mod errors;
 mod export;
+mod health_issues;
 mod listing;
 mod ops;
 mod releases;

@@ -2,6 +2,7 @@
 //! refusals into messages that say what to do. One module per resource group.
 
 pub mod admin;
+pub mod health;
 pub mod sensors;
 pub mod simulate;
 pub mod users;
