@@ -10,6 +10,7 @@ pub mod releases;
 pub mod sensor;
 pub mod time;
 pub mod users;
+pub mod webhooks;
 
 pub use activation::ActivationFile;
 pub use api::*;

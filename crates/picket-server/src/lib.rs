@@ -15,6 +15,7 @@ pub mod config;
 pub mod csv;
 mod ids;
 pub mod metrics;
+pub mod notify;
 pub mod sensor_api;
 pub mod tls;
 
@@ -121,6 +122,9 @@ pub async fn prepare(config: ServerConfig, store: Arc<dyn Store>) -> Result<Prep
         }
         keys.push(key.to_string());
     }
+    if let Some(target) = &config.syslog {
+        notify::SyslogTarget::parse(target).map_err(ServerError::Config)?;
+    }
     let generated = auth::ensure_bootstrap_token(&config, store.as_ref(), clock.now()).await?;
     let app = App::new(store, config, clock, tls.ca_cert_pem.clone(), keys);
     Ok(Prepared { generated_bootstrap_token: generated, tls, app: Arc::new(app), mounts: Vec::new() })
@@ -141,6 +145,7 @@ pub async fn serve(
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let every = prepared.app.config().health_check_every;
     let health = app::health::spawn(prepared.app.clone(), every, stop_rx.clone());
+    let notifier = notify::spawn(prepared.app.clone(), stop_rx.clone());
     let upkeep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -153,6 +158,7 @@ pub async fn serve(
     let result = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = upkeep.await;
+    let _ = notifier.await;
     let _ = health.await;
     result
 }

@@ -13,6 +13,7 @@ pub mod params;
 mod releases;
 mod sensors;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -116,6 +117,9 @@ fn routes() -> Routes {
         .post("/api/v1/users", users::create)
         .delete("/api/v1/users/{name}", users::delete)
         .put("/api/v1/users/{name}/password", users::set_password)
+        .get("/api/v1/webhooks", webhooks::list)
+        .post("/api/v1/webhooks", webhooks::create)
+        .delete("/api/v1/webhooks/{id}", webhooks::delete)
 }
 
 /// Every `(method, path)` the router serves.

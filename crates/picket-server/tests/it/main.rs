@@ -14,6 +14,7 @@ mod errors;
 mod export;
 mod health_issues;
 mod listing;
+mod notify;
 mod ops;
 mod releases;
 mod scope;
