@@ -24,7 +24,7 @@ use crate::stats::{Stats, Summary};
 use crate::{SimError, tls::Target};
 
 /// File descriptors kept free for everything but sensor connections.
-pub const RESERVED_FDS: usize = 256;
+pub const RESERVED_FDS: usize = 1024;
 /// Default number of connect-beat-close connections at once.
 pub const DEFAULT_TRANSIENT: usize = 256;
 

@@ -2,9 +2,10 @@
 //!
 //! Every connection presents a client certificate (`tls`); its SHA-256 fingerprint rides in
 //! the request extensions. `POST /sensor/v1/activate` pins it to a sensor with the one-time
-//! token; every other route takes an `AuthedSensor`, which looks the fingerprint up in the
-//! store on each request (no cache, so a delete revokes at once on every replica) and answers
-//! 401 for unknown, revoked or deleted certificates. Heartbeats are answered at once and
+//! token; every other route takes an `AuthedSensor`, which looks the fingerprint up through
+//! `App::authenticate_sensor` (the store, behind a 2 s cache that a delete through this
+//! replica clears: `app::auth_cache`) and answers 401 for unknown, revoked or deleted
+//! certificates. Heartbeats are answered at once and
 //! written in batches every `HEARTBEAT_FLUSH_EVERY`.
 
 pub mod packages;
