@@ -8,6 +8,7 @@
 mod error;
 mod health;
 mod params;
+mod releases;
 mod users;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use serde::de::DeserializeOwned;
 pub use error::ClientError;
 pub use health::IssueListParams;
 pub use params::SensorListParams;
+pub use releases::Progress;
 
 /// How long a JSON call may take before it is abandoned (exports have no such limit).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);

@@ -42,6 +42,9 @@ pub enum Command {
     /// Add, list, re-password and remove portal users.
     #[command(subcommand)]
     Users(crate::commands::users::UsersCmd),
+    /// Make signing keys, sign, verify, publish and list release packages.
+    #[command(subcommand)]
+    Release(crate::commands::release::ReleaseCmd),
     /// List, close and reopen health issues.
     #[command(subcommand)]
     HealthIssues(crate::commands::health::HealthIssuesCmd),

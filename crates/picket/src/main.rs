@@ -53,5 +53,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => commands::admin::audit(args).await,
         Command::Users(cmd) => commands::users::run(cmd).await,
         Command::Simulate(args) => commands::simulate::run(*args).await,
+        Command::Release(cmd) => commands::release::run(cmd).await,
     }
 }

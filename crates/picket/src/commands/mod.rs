@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod release;
 pub mod sensors;
 pub mod simulate;
 pub mod users;
