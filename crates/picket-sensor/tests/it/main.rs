@@ -2,5 +2,6 @@
 //! loopback, on SQLite and on PostgreSQL (through `./scripts/test.sh`).
 
 mod harness;
+mod health;
 mod lifecycle;
 mod refusals;
