@@ -10,6 +10,7 @@ mod health;
 mod params;
 mod releases;
 mod users;
+mod webhooks;
 
 use std::time::Duration;
 

@@ -42,6 +42,9 @@ pub enum Command {
     /// Add, list, re-password and remove portal users.
     #[command(subcommand)]
     Users(crate::commands::users::UsersCmd),
+    /// List, add and remove notification webhooks (signed JSON POSTs of health issues).
+    #[command(subcommand)]
+    Webhooks(crate::commands::webhooks::WebhooksCmd),
     /// Make signing keys, sign, verify, publish and list release packages.
     #[command(subcommand)]
     Release(crate::commands::release::ReleaseCmd),

@@ -7,6 +7,7 @@ pub mod release;
 pub mod sensors;
 pub mod simulate;
 pub mod users;
+pub mod webhooks;
 
 use std::io::{BufWriter, Stdout};
 use std::path::{Path, PathBuf};

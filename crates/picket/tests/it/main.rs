@@ -9,3 +9,4 @@ mod release;
 mod serve;
 mod simulate;
 mod users;
+mod webhooks;
