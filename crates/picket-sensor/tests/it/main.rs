@@ -4,4 +4,5 @@
 mod harness;
 mod health;
 mod lifecycle;
+mod notify;
 mod refusals;
