@@ -1,7 +1,7 @@
 //! `SensorIdentityStore` on PostgreSQL: activation as one conditional `UPDATE` whose `WHERE`
 //! PostgreSQL re-checks after a concurrent winner commits, so exactly one attempt succeeds;
-//! heartbeats of a whole batch in one transaction, rows updated in id order so replicas
-//! flushing overlapping batches cannot deadlock.
+//! heartbeats of a whole batch in one transaction of two statements (rows locked in id order
+//! so replicas flushing overlapping batches cannot deadlock, then one `UPDATE ... FROM unnest`).
 
 use async_trait::async_trait;
 use picket_domain::Timestamp;
@@ -9,7 +9,22 @@ use picket_store::identity::sql as isql;
 use picket_store::sql::{self, Columns};
 use picket_store::{ActivationError, Audit, Heartbeat, SensorIdentityStore, SensorRow, StoreResult};
 
-use super::{Cols, PgStore, audit, bind, db_err, dynamic, load_sensor};
+use super::{Cols, PgStore, audit, db_err, dynamic, load_sensor};
+
+/// Locks a batch's sensor rows in id order (`$1`: ids).
+const LOCK_IN_ID_ORDER: &str = "SELECT id FROM sensors WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE";
+
+/// `identity::sql::HEARTBEAT` for a whole batch, one array per column (`$1` ids, `$2` times,
+/// `$3` service statuses, `$4` versions, `$5` version keys, `$6` applied config versions,
+/// `$7` TI versions, `$8` service starts, `$9` RSS, `$10` CPU per mille).
+const HEARTBEATS_FROM_ARRAYS: &str = "UPDATE sensors AS s SET \
+last_seen_at = CASE WHEN s.last_seen_at IS NULL OR s.last_seen_at < v.at THEN v.at ELSE s.last_seen_at END, \
+service_status = v.service_status, version = v.version, version_key = v.version_key, \
+config_version_applied = v.applied, ti_version = v.ti_version, service_started_at = v.started, \
+rss_bytes = v.rss, cpu_permille = v.cpu \
+FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], \
+$9::int8[], $10::int8[]) AS v(id, at, service_status, version, version_key, applied, ti_version, started, rss, cpu) \
+WHERE s.id = v.id COLLATE \"C\" AND s.activated_at IS NOT NULL";
 
 #[async_trait]
 impl SensorIdentityStore for PgStore {
@@ -69,10 +84,27 @@ impl SensorIdentityStore for PgStore {
         }
         let mut sorted: Vec<&Heartbeat> = batch.iter().collect();
         sorted.sort_by(|a, b| a.sensor_id.cmp(&b.sensor_id));
+        sorted.dedup_by(|a, b| a.sensor_id == b.sensor_id);
+        let ids: Vec<String> = sorted.iter().map(|h| h.sensor_id.clone()).collect();
         let mut tx = self.write().await?;
-        for h in sorted {
-            bind(sqlx::query(isql::HEARTBEAT), isql::heartbeat_values(h)).execute(&mut *tx).await.map_err(db_err)?;
-        }
+        // Two statements for the whole batch instead of one round trip per row: lock the rows
+        // in id order (so replicas flushing overlapping batches cannot deadlock), then one
+        // UPDATE joined to the batch as arrays.
+        sqlx::query(LOCK_IN_ID_ORDER).bind(&ids).execute(&mut *tx).await.map_err(db_err)?;
+        sqlx::query(HEARTBEATS_FROM_ARRAYS)
+            .bind(&ids)
+            .bind(sorted.iter().map(|h| h.at.0).collect::<Vec<i64>>())
+            .bind(sorted.iter().map(|h| h.service_status.as_str().to_string()).collect::<Vec<String>>())
+            .bind(sorted.iter().map(|h| h.version.map(|v| v.to_string())).collect::<Vec<Option<String>>>())
+            .bind(sorted.iter().map(|h| h.version.map(|v| v.key())).collect::<Vec<Option<i64>>>())
+            .bind(sorted.iter().map(|h| h.config_version_applied).collect::<Vec<i64>>())
+            .bind(sorted.iter().map(|h| h.ti_version).collect::<Vec<Option<i64>>>())
+            .bind(sorted.iter().map(|h| h.service_started_at.map(|t| t.0)).collect::<Vec<Option<i64>>>())
+            .bind(sorted.iter().map(|h| h.rss_bytes).collect::<Vec<Option<i64>>>())
+            .bind(sorted.iter().map(|h| h.cpu_permille).collect::<Vec<Option<i64>>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 
