@@ -50,6 +50,7 @@ each_backend!(
     a_pending_delivery_survives_a_restart,
     udp_syslog_gets_rfc5424_with_cef,
     tcp_syslog_is_octet_counted_and_reconnects,
+    two_replicas_send_each_delivery_once,
 );
 
 #[derive(Clone, Copy)]
@@ -425,4 +426,36 @@ async fn tcp_syslog_is_octet_counted_and_reconnects(backend: Backend) {
     let mut conn = accept().await;
     let m = tokio::time::timeout(Duration::from_secs(30), read_frame(&mut conn)).await.expect("a frame");
     check_syslog_message(&srv, &m, n2, 5, "3").await;
+}
+
+async fn two_replicas_send_each_delivery_once(backend: Backend) {
+    // Two servers (each with its own store connections and worker) on one database.
+    let a = start(backend, None).await;
+    let (store, url) = open_store(backend, a.data_dir.path(), Some(&a.database_url)).await;
+    let b = TestServer::start_with(tempfile::tempdir().unwrap(), store, url, |_| {}).await;
+    let rx = Receiver::default();
+    let hook = rx.start().await;
+    add_webhook(&a, &hook, "replica-secret-0123456789").await;
+    for i in 0..30 {
+        let srv = if i % 2 == 0 { &a } else { &b };
+        enqueue(srv, "test.event", &format!("{{\"n\":{i}}}")).await;
+    }
+    let got = wait_for(&a, Duration::ZERO, "30 deliveries", async || {
+        let d = rx.delivered().await;
+        (d.len() >= 30).then_some(d)
+    })
+    .await;
+    let ids: std::collections::HashSet<&str> = got.iter().map(|r| header(r, "x-picket-delivery")).collect();
+    assert_eq!(ids.len(), 30, "30 distinct deliveries");
+    wait_for(&a, Duration::ZERO, "all recorded delivered", async || {
+        let c = a.store.delivery_counts().await.unwrap();
+        (c.pending == 0 && c.unfanned == 0).then_some(())
+    })
+    .await;
+    assert_eq!(rx.all().await.len(), 30, "no delivery was sent twice");
+    let metrics = get(&a, "/metrics").await.text;
+    assert!(
+        metrics.contains("picket_notification_deliveries_total{target=\"webhook\",outcome=\"delivered\"}"),
+        "delivery counter in /metrics"
+    );
 }
