@@ -124,10 +124,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn line(name: &str, r: &Round) -> String {
     let s = &r.summary;
-    format!(
-        "{name:<8} {:>9.0} hb/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {:>5}  connects {:>6}  server RSS {:>6.0} MiB (peak {:>6.0})",
-        s.rate, s.p50_ms, s.p99_ms, s.errors, s.connects, r.rss, r.hwm
-    )
+    let mut l = format!(
+        "{name:<8} {:>9.0} hb/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {:>5}  connects {:>6} (resumed {})  server RSS {:>6.0} MiB (peak {:>6.0})",
+        s.rate, s.p50_ms, s.p99_ms, s.errors, s.connects, s.resumed, r.rss, r.hwm
+    );
+    if let Some(e) = &s.last_error {
+        l.push_str(&format!("\n         errors by kind {:?}; last: {e}", s.error_kinds));
+    }
+    l
 }
 
 async fn fleet(args: &HeartbeatArgs, server: &Server) -> Result<Fleet> {

@@ -120,7 +120,9 @@ async fn start_server(
         .arg("--data-dir")
         .arg(data_dir)
         .env("PICKET_BOOTSTRAP_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
+        // Warnings, but not sqlx's "slow acquire" lines: under a closed-loop load thousands
+        // of requests queue for a pooled connection, and writing a line for each distorts it.
+        .env("RUST_LOG", "warn,sqlx::pool=error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     if let Some(url) = database_url {

@@ -9,6 +9,7 @@
 //! session when the server allows it) and close, at most `transient_connections` at a time.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,7 +36,8 @@ pub struct RunOptions {
     pub interval: Duration,
     /// How long to measure (after the warm-up).
     pub duration: Duration,
-    /// Heartbeats before this much time are not measured (connections being opened).
+    /// Heartbeats before this much time, and before every sensor has made its first
+    /// heartbeat (connections being opened), are not measured.
     pub warmup: Duration,
     /// Sensors that keep their connection open.
     pub max_connections: usize,
@@ -67,6 +69,8 @@ struct Ctx {
     keep: Arc<Semaphore>,
     transient: Arc<Semaphore>,
     started_at: Timestamp,
+    /// Sensors that have made their first heartbeat (answered or not).
+    first_done: AtomicUsize,
 }
 
 struct Open {
@@ -159,6 +163,7 @@ async fn sensor_loop(s: Arc<SimSensor>, ctx: Arc<Ctx>, first: Instant, mut rng: 
     let mut applied = 0i64;
     let mut body = heartbeat_body(&ctx, applied);
     let mut next = first;
+    let mut first_beat = true;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
@@ -184,6 +189,10 @@ async fn sensor_loop(s: Arc<SimSensor>, ctx: Arc<Ctx>, first: Instant, mut rng: 
                 true
             }
         };
+        if first_beat {
+            first_beat = false;
+            ctx.first_done.fetch_add(1, Ordering::Relaxed);
+        }
         let now = Instant::now();
         next = if ctx.opts.interval.is_zero() {
             // Back to back, but not a hot loop against a server that refuses.
@@ -208,6 +217,7 @@ pub async fn run(fleet: &Fleet, opts: &RunOptions, stats: Arc<Stats>, mut stop: 
         keep: Arc::new(Semaphore::new(opts.max_connections.max(1))),
         transient: Arc::new(Semaphore::new(opts.transient_connections.max(1))),
         started_at: now_ts(),
+        first_done: AtomicUsize::new(0),
     });
     let (halt_tx, halt_rx) = watch::channel(false);
     let start = Instant::now();
@@ -216,18 +226,30 @@ pub async fn run(fleet: &Fleet, opts: &RunOptions, stats: Arc<Stats>, mut stop: 
     let mut seed = u64::from(std::process::id()) ^ start.elapsed().as_nanos() as u64 ^ 0xA5A5_5A5A;
     for (i, s) in fleet.sensors.iter().enumerate() {
         let offset = if opts.interval.is_zero() {
-            // Open connections at about 5,000 a second rather than all at once.
-            Duration::from_micros(200 * i as u64)
+            // Open connections at about 1,000 a second rather than all at once (a burst
+            // overflows the listen backlog, and dropped SYNs are retried after 1, 3, 7 s).
+            Duration::from_millis(i as u64)
         } else {
             opts.interval.mul_f64(i as f64 / n as f64)
         };
         let rng = next_random(&mut seed);
         tasks.spawn(sensor_loop(s.clone(), ctx.clone(), start + offset, rng, halt_rx.clone()));
     }
-    let measure_from = start + opts.warmup;
+    let mut measure_from = start + opts.warmup;
     if !opts.warmup.is_zero() {
+        let ready = async {
+            tokio::time::sleep_until(measure_from).await;
+            // Then until every sensor has made its first heartbeat, for at most two minutes.
+            let cap = Instant::now() + Duration::from_secs(120);
+            while ctx.first_done.load(Ordering::Relaxed) < fleet.sensors.len() && Instant::now() < cap {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep_until(measure_from) => stats.reset(),
+            _ = ready => {
+                stats.reset();
+                measure_from = Instant::now();
+            }
             _ = stop.wait_for(|s| *s) => {}
         }
     }
