@@ -91,6 +91,10 @@ pub struct SensorView {
     /// When the host was marked decommissioned.
     #[serde(with = "crate::time::rfc3339_opt")]
     pub decommissioned_at: Option<Timestamp>,
+    /// When the sensor's pinned client certificate expires (recorded at activation and at each
+    /// rotation); in the details of one sensor only, absent from lists and when unknown.
+    #[serde(default, with = "crate::time::rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub cert_expires_at: Option<Timestamp>,
 }
 
 fn default_subscription() -> String {

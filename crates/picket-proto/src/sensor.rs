@@ -95,3 +95,37 @@ pub struct SensorConfigResponse {
     /// The settings (capture setting, ...).
     pub config: SensorConfig,
 }
+
+/// `POST /sensor/v1/cert/propose` (made with the pinned certificate): the new self-signed
+/// certificate the sensor wants to move to. Until the confirm the pinned one keeps working.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertProposeRequest {
+    /// The new certificate, PEM.
+    pub cert_pem: String,
+}
+
+/// The answer to a proposal: what is now pending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertProposeResponse {
+    /// The sensor's id.
+    pub sensor_id: String,
+    /// SHA-256 (hex) of the proposed certificate, now pending.
+    pub pending_fingerprint: String,
+    /// When the proposed certificate expires.
+    #[serde(with = "crate::time::rfc3339")]
+    pub pending_expires_at: Timestamp,
+}
+
+/// The answer to `POST /sensor/v1/cert/confirm` (made over a connection presenting the
+/// proposed certificate; no body): the certificate now pinned. Confirming a certificate that
+/// is already pinned answers the same (a sensor resuming after a crash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertConfirmResponse {
+    /// The sensor's id.
+    pub sensor_id: String,
+    /// SHA-256 (hex) of the certificate now pinned; the previous one is refused from now on.
+    pub cert_fingerprint: String,
+    /// When it expires.
+    #[serde(with = "crate::time::rfc3339_opt")]
+    pub cert_expires_at: Option<Timestamp>,
+}

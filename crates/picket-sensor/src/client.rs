@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use picket_proto::sensor::{
-    ActivateRequest, ActivateResponse, HeartbeatRequest, HeartbeatResponse, SensorConfigResponse,
+    ActivateRequest, ActivateResponse, CertConfirmResponse, CertProposeRequest, CertProposeResponse, HeartbeatRequest,
+    HeartbeatResponse, SensorConfigResponse,
 };
 use picket_proto::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
@@ -117,6 +118,16 @@ impl SensorClient {
     /// `GET /sensor/v1/config`.
     pub async fn config(&self) -> Result<SensorConfigResponse, ClientError> {
         self.call::<(), _>(reqwest::Method::GET, "/sensor/v1/config", None).await
+    }
+
+    /// `POST /sensor/v1/cert/propose` (with the pinned certificate).
+    pub async fn propose_cert(&self, req: &CertProposeRequest) -> Result<CertProposeResponse, ClientError> {
+        self.call(reqwest::Method::POST, "/sensor/v1/cert/propose", Some(req)).await
+    }
+
+    /// `POST /sensor/v1/cert/confirm` (with the proposed certificate).
+    pub async fn confirm_cert(&self) -> Result<CertConfirmResponse, ClientError> {
+        self.call::<(), _>(reqwest::Method::POST, "/sensor/v1/cert/confirm", None).await
     }
 
     /// One call: the current URL first, then the others in order, moving on only when a URL

@@ -14,6 +14,25 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Heartbeats are spread by ±10% so a fleet restarted together does not beat in lockstep.
 pub const JITTER: f64 = 0.10;
 
+/// Default of `--cert-rotate-before`: rotate when the certificate expires within 30 days.
+pub const DEFAULT_ROTATE_BEFORE: Duration = Duration::from_secs(30 * 86400);
+/// After a failed automatic rotation, wait this long before the next attempt (heartbeats go on
+/// with the old certificate meanwhile).
+pub const ROTATION_RETRY: Duration = Duration::from_secs(60);
+
+/// Whether `run` should rotate now: the certificate (valid until `not_after`) expires within
+/// `before` of `now`, and the last failed attempt (if any) is `ROTATION_RETRY` old.
+pub fn rotation_due(
+    not_after: picket_domain::Timestamp,
+    now: picket_domain::Timestamp,
+    before: Duration,
+    last_failure: Option<picket_domain::Timestamp>,
+) -> bool {
+    let due = not_after.0.saturating_sub(now.0) < i64::try_from(before.as_millis()).unwrap_or(i64::MAX);
+    let retry_ok = last_failure.is_none_or(|t| now.0.saturating_sub(t.0) >= ROTATION_RETRY.as_millis() as i64);
+    due && retry_ok
+}
+
 /// The next call to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -72,6 +91,12 @@ impl Core {
         self.urgent = true;
     }
 
+    /// A call was refused because the identity changed under it (a rotation by another
+    /// process): repeat it at once with the new identity, not counted as a failure.
+    pub fn on_identity_changed(&mut self) {
+        self.urgent = true;
+    }
+
     /// A call failed (network, TLS, refused, server error).
     pub fn on_error(&mut self) {
         self.failures = self.failures.saturating_add(1);
@@ -100,6 +125,20 @@ mod tests {
     use super::*;
     use picket_domain::Timestamp;
     use picket_proto::SensorConfig;
+
+    #[test]
+    fn rotation_is_due_inside_the_window_and_retried_after_a_pause() {
+        let now = Timestamp(1_800_000_000_000);
+        let day = 86_400_000;
+        let before = DEFAULT_ROTATE_BEFORE;
+        assert!(!rotation_due(Timestamp(now.0 + 31 * day), now, before, None));
+        assert!(!rotation_due(Timestamp(now.0 + 30 * day), now, before, None), "exactly 30 days left: not yet");
+        assert!(rotation_due(Timestamp(now.0 + 30 * day - 1), now, before, None));
+        assert!(rotation_due(Timestamp(now.0 - day), now, before, None), "expired: rotate (and fail loudly)");
+        let soon = Timestamp(now.0 + day);
+        assert!(!rotation_due(soon, now, before, Some(Timestamp(now.0 - 1000))), "failed a second ago");
+        assert!(rotation_due(soon, now, before, Some(Timestamp(now.0 - ROTATION_RETRY.as_millis() as i64))));
+    }
 
     fn timings() -> Timings {
         Timings { interval: Duration::from_secs(30), max_backoff: Duration::from_secs(60) }

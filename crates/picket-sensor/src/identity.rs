@@ -46,6 +46,11 @@ fn odt(t: Timestamp) -> Result<OffsetDateTime, IdentityError> {
 /// Makes a new key and a self-signed client certificate for `common_name`, valid from an hour
 /// before `now` for `CERT_VALIDITY`.
 pub fn generate(common_name: &str, now: Timestamp) -> Result<NewIdentity, IdentityError> {
+    generate_valid_for(common_name, now, CERT_VALIDITY)
+}
+
+/// `generate` with another validity (tests of rotation before expiry use a short one).
+pub fn generate_valid_for(common_name: &str, now: Timestamp, validity: Duration) -> Result<NewIdentity, IdentityError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -55,7 +60,7 @@ pub fn generate(common_name: &str, now: Timestamp) -> Result<NewIdentity, Identi
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.not_before = odt(now.minus(BACKDATE))?;
-    params.not_after = odt(now.plus(CERT_VALIDITY))?;
+    params.not_after = odt(now.plus(validity))?;
     let mut serial = [0u8; 16];
     getrandom::fill(&mut serial).map_err(|e| IdentityError::Parse(format!("OS random numbers: {e}")))?;
     serial[0] &= 0x7f;
@@ -85,6 +90,14 @@ pub fn cert_info(cert_pem: &str) -> Result<CertInfo, IdentityError> {
     })
 }
 
+/// Whether `key_pem` is the private key of `cert_pem` (a half-written identity is not).
+pub fn key_matches(cert_pem: &str, key_pem: &str) -> bool {
+    let Ok(key) = KeyPair::from_pem(key_pem) else { return false };
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else { return false };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&pem.contents) else { return false };
+    cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +113,10 @@ mod tests {
         let other = generate("DC01", now).unwrap();
         assert_ne!(cert_info(&other.cert_pem).unwrap().fingerprint, info.fingerprint);
         assert!(cert_info("not a certificate").is_err());
+        assert!(key_matches(&id.cert_pem, &id.key_pem));
+        assert!(!key_matches(&id.cert_pem, &other.key_pem), "another key");
+        assert!(!key_matches(&id.cert_pem, "garbage"));
+        let short = generate_valid_for("DC01", now, Duration::from_secs(86400)).unwrap();
+        assert_eq!(cert_info(&short.cert_pem).unwrap().not_after, now.plus(Duration::from_secs(86400)));
     }
 }

@@ -13,6 +13,7 @@
 pub mod client;
 pub mod core;
 pub mod identity;
+pub mod rotate;
 pub mod run;
 pub mod state;
 

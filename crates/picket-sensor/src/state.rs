@@ -5,7 +5,12 @@
 //!   pins, package-signing keys), written once;
 //! - `status.json`: last successful contact, last error, applied configuration; rewritten by
 //!   `run` after every call;
-//! - `config.json`: the configuration last pulled.
+//! - `config.json`: the configuration last pulled;
+//! - `identity/pending/{cert,key}.pem` (0600): a certificate being rotated in, from its
+//!   making until it is current; `identity/pending/confirmed` once the control plane pinned
+//!   it (from then on it is copied over `identity/*.pem`, again after a crash, then removed);
+//! - `identity/next/{cert,key}.pem`: the identity `reactivate` is activating, until it is current;
+//! - `identity/rotate.lock`: held by whichever process is rotating or installing an identity.
 //!
 //! Every file is written to a temporary name, synced and renamed, so a crash leaves the old
 //! or the new version, never half of one. Each JSON file carries a `format` number.
@@ -123,6 +128,118 @@ impl StateDir {
     /// `identity/key.pem`.
     pub fn key_path(&self) -> PathBuf {
         self.root.join("identity").join("key.pem")
+    }
+
+    /// `identity/pending/cert.pem`.
+    pub fn pending_cert_path(&self) -> PathBuf {
+        self.root.join("identity").join("pending").join("cert.pem")
+    }
+
+    /// `identity/pending/key.pem`.
+    pub fn pending_key_path(&self) -> PathBuf {
+        self.root.join("identity").join("pending").join("key.pem")
+    }
+
+    fn confirmed_marker(&self) -> PathBuf {
+        self.root.join("identity").join("pending").join("confirmed")
+    }
+
+    fn next_dir(&self) -> PathBuf {
+        self.root.join("identity").join("next")
+    }
+
+    /// Whether a rotation is under way (a pending identity exists).
+    pub fn has_pending(&self) -> bool {
+        self.pending_cert_path().exists() && self.pending_key_path().exists()
+    }
+
+    /// Writes the identity being rotated in (key 0600 first, then the certificate).
+    pub fn write_pending(&self, cert_pem: &str, key_pem: &str) -> Result<(), StateError> {
+        write_atomic(&self.pending_key_path(), key_pem.as_bytes(), true)?;
+        write_atomic(&self.pending_cert_path(), cert_pem.as_bytes(), false)
+    }
+
+    /// The pending certificate and key PEM, if a rotation is under way.
+    pub fn read_pending(&self) -> Result<Option<(String, String)>, StateError> {
+        if !self.has_pending() {
+            return Ok(None);
+        }
+        Ok(Some((read_text(&self.pending_cert_path())?, read_text(&self.pending_key_path())?)))
+    }
+
+    /// Records that the control plane pinned the pending identity: from now on it must become
+    /// current, even after a crash (see `install_confirmed`).
+    pub fn mark_confirmed(&self) -> Result<(), StateError> {
+        write_atomic(&self.confirmed_marker(), b"confirmed\n", false)
+    }
+
+    /// Whether the pending identity was confirmed but is not current yet.
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed_marker().exists()
+    }
+
+    /// If the pending identity was confirmed, copies it over the current one (key first, each
+    /// file atomically) and removes the pending dir; idempotent, so a crash anywhere in it is
+    /// finished by the next call. Returns whether an identity was installed. Call with the
+    /// rotation lock held.
+    pub fn install_confirmed(&self) -> Result<bool, StateError> {
+        if !self.is_confirmed() {
+            return Ok(false);
+        }
+        if let Some((cert, key)) = self.read_pending()? {
+            self.write_identity(&cert, &key)?;
+        }
+        let dir = self.root.join("identity").join("pending");
+        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(true)
+    }
+
+    /// Drops a pending identity that was never confirmed.
+    pub fn discard_pending(&self) -> Result<(), StateError> {
+        let dir = self.root.join("identity").join("pending");
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes the identity `reactivate` is about to activate.
+    pub fn write_next(&self, cert_pem: &str, key_pem: &str) -> Result<(), StateError> {
+        write_atomic(&self.next_dir().join("key.pem"), key_pem.as_bytes(), true)?;
+        write_atomic(&self.next_dir().join("cert.pem"), cert_pem.as_bytes(), false)
+    }
+
+    /// The identity `reactivate` was activating, if one was left.
+    pub fn read_next(&self) -> Result<Option<(String, String)>, StateError> {
+        let (c, k) = (self.next_dir().join("cert.pem"), self.next_dir().join("key.pem"));
+        if !(c.exists() && k.exists()) {
+            return Ok(None);
+        }
+        Ok(Some((read_text(&c)?, read_text(&k)?)))
+    }
+
+    /// Makes the `reactivate` identity current and removes it from `identity/next`.
+    pub fn install_next(&self) -> Result<(), StateError> {
+        if let Some((cert, key)) = self.read_next()? {
+            self.write_identity(&cert, &key)?;
+        }
+        let dir = self.next_dir();
+        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))
+    }
+
+    /// Takes the lock that serialises rotations and identity installs between processes
+    /// (`rotate-cert` and `run`); `Ok(None)` if another process holds it. Released on drop.
+    pub fn try_lock_identity(&self) -> Result<Option<std::fs::File>, StateError> {
+        let dir = self.root.join("identity");
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = dir.join("rotate.lock");
+        let f =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+        }
     }
 
     fn sensor_path(&self) -> PathBuf {
@@ -260,5 +377,34 @@ mod tests {
         let st = RunStatus { format: STATE_FORMAT, last_contact_at: Some(Timestamp(5)), ..RunStatus::default() };
         s.write_status(&st).unwrap();
         assert_eq!(s.read_status().unwrap(), st);
+    }
+
+    #[test]
+    fn a_confirmed_rotation_is_installed_even_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::new(dir.path().join("state"));
+        s.write_identity("OLD-CERT", "OLD-KEY").unwrap();
+        assert!(!s.has_pending());
+        assert!(!s.install_confirmed().unwrap(), "nothing confirmed: nothing installed");
+        s.write_pending("NEW-CERT", "NEW-KEY").unwrap();
+        assert!(s.has_pending());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(s.pending_key_path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(!s.install_confirmed().unwrap(), "proposed, not confirmed: the old identity stays");
+        assert_eq!(s.read_identity().unwrap().0, "OLD-CERT");
+        s.mark_confirmed().unwrap();
+        // A crash halfway through the copy (key new, certificate old) is finished by the next call.
+        write_atomic(&s.key_path(), b"NEW-KEY", true).unwrap();
+        assert!(s.install_confirmed().unwrap());
+        assert_eq!(s.read_identity().unwrap(), ("NEW-CERT".to_string(), "NEW-KEY".to_string()));
+        assert!(!s.has_pending() && !s.is_confirmed());
+        let lock = s.try_lock_identity().unwrap().expect("free");
+        assert!(s.try_lock_identity().unwrap().is_none(), "held by another handle");
+        drop(lock);
+        assert!(s.try_lock_identity().unwrap().is_some());
     }
 }

@@ -201,7 +201,13 @@ impl Server {
 
     /// Onboards a domain controller named `name`; returns its id.
     pub async fn onboard(&self, name: &str) -> String {
-        let body = serde_json::json!({"name": name, "type": "domain_controller", "domain": "corp.example.com"});
+        self.onboard_mode(name, "cloud_connected").await
+    }
+
+    /// Onboards a domain controller named `name` in `mode`; returns its id.
+    pub async fn onboard_mode(&self, name: &str, mode: &str) -> String {
+        let body =
+            serde_json::json!({"name": name, "type": "domain_controller", "domain": "corp.example.com", "mode": mode});
         let (status, v) = self.call(reqwest::Method::POST, "/api/v1/sensors", Some(body)).await;
         assert_eq!(status, 201, "onboard: {v}");
         v["id"].as_str().expect("sensor id").to_string()
@@ -246,10 +252,16 @@ pub struct SensorProcess {
 impl SensorProcess {
     /// `picket-sensor run --state-dir STATE --heartbeat-interval 300ms`, logging beside the state dir.
     pub fn run(state: &Path, run: u32) -> SensorProcess {
+        SensorProcess::run_with(state, run, &[])
+    }
+
+    /// `run` with more arguments.
+    pub fn run_with(state: &Path, run: u32, extra: &[&str]) -> SensorProcess {
         let log = state.with_extension(format!("run{run}.log"));
         let child = Command::new(SENSOR)
             .args(["run", "--heartbeat-interval", "300ms", "--max-backoff", "1s", "--state-dir"])
             .arg(state)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -283,4 +295,110 @@ pub fn sensor_status(state: &Path) -> Value {
     let out = sensor_cmd(&["status", "--json", "--state-dir", state.to_str().expect("utf-8 path")]);
     assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
+
+/// Presents one certificate and key on every TLS connection.
+#[derive(Debug)]
+struct Present(std::sync::Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Present {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// One raw mutual-TLS request to the sensor listener presenting `cert_pem` with `key_pem`;
+/// the HTTP status, or the error of a refused handshake.
+pub async fn raw_call(
+    port: u16,
+    ca_pem: &str,
+    (cert_pem, key_pem): (&str, &str),
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<u16> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+    let signer = provider.key_provider.load_private_key(key).expect("signing key");
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("cert PEM");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA PEM")).expect("CA");
+    let certified = rustls::sign::CertifiedKey::new(vec![cert], signer);
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(std::sync::Arc::new(Present(std::sync::Arc::new(certified))));
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = ServerName::try_from("127.0.0.1").expect("server name").to_owned();
+    let mut tls = connector.connect(name, tcp).await?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::new();
+    tls.read_to_end(&mut buf).await?;
+    let head = String::from_utf8_lossy(&buf);
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok(status)
+}
+
+/// A raw heartbeat with the identity `(cert, key)`: its HTTP status.
+pub async fn raw_heartbeat(port: u16, ca_pem: &str, id: (&str, &str)) -> u16 {
+    let body = r#"{"service_status":"running","version":"0.1.0"}"#;
+    raw_call(port, ca_pem, id, "POST", "/sensor/v1/heartbeat", body).await.expect("TLS handshake")
+}
+
+/// The CA certificate PEM from an activation file.
+pub fn ca_of(activation_file: &Path) -> String {
+    let v: Value = serde_json::from_slice(&std::fs::read(activation_file).expect("activation file")).expect("JSON");
+    v["ca_cert_pem"].as_str().expect("ca_cert_pem").to_string()
+}
+
+/// The current identity of a state dir: `(cert.pem, key.pem)`.
+pub fn identity_of(state: &Path) -> (String, String) {
+    (
+        std::fs::read_to_string(state.join("identity/cert.pem")).expect("cert.pem"),
+        std::fs::read_to_string(state.join("identity/key.pem")).expect("key.pem"),
+    )
+}
+
+/// `picket-sensor ARGS` that must succeed; its stdout.
+pub fn sensor_ok(args: &[&str]) -> String {
+    let out = sensor_cmd(args);
+    assert!(
+        out.status.success(),
+        "picket-sensor {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `picket-sensor ARGS` that must fail; its stderr.
+pub fn sensor_fails(args: &[&str]) -> String {
+    let out = sensor_cmd(args);
+    assert!(
+        !out.status.success(),
+        "picket-sensor {args:?} should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A path as `&str` (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }

@@ -4,5 +4,7 @@
 mod harness;
 mod health;
 mod lifecycle;
+mod modes;
 mod notify;
 mod refusals;
+mod rotation;

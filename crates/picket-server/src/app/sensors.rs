@@ -108,6 +108,7 @@ pub fn sensor_view(row: SensorRow, ctx: &StatusContext) -> SensorView {
         config: SensorConfig { capture: row.capture_setting },
         activated_at: row.activated_at,
         decommissioned_at: row.decommissioned_at,
+        cert_expires_at: None,
     }
 }
 
@@ -189,7 +190,9 @@ impl App {
     /// One sensor in the caller's scope.
     pub async fn get_sensor(&self, who: &Viewer, id: &str) -> AppResult<SensorView> {
         let row = self.store.get_sensor(id, &who.principal().scope).await?.ok_or(AppError::NotFound("sensor"))?;
-        Ok(sensor_view(row, &self.status_context().await?))
+        let mut view = sensor_view(row, &self.status_context().await?);
+        view.cert_expires_at = self.sensor_cert_expiry(&view.id).await?;
+        Ok(view)
     }
 
     /// One page of sensors in the caller's scope, with the total that match.

@@ -6,9 +6,12 @@
 //! `App::authenticate_sensor` (the store, behind a 2 s cache that a delete through this
 //! replica clears: `app::auth_cache`) and answers 401 for unknown, revoked or deleted
 //! certificates. Heartbeats are answered at once and
-//! written in batches every `HEARTBEAT_FLUSH_EVERY`.
+//! written in batches every `HEARTBEAT_FLUSH_EVERY`. Certificate rotation (`rotation`):
+//! propose with the pinned certificate, confirm with the proposed one (the only route where a
+//! pending fingerprint authenticates).
 
 pub mod packages;
+pub mod rotation;
 pub mod tls;
 
 use std::future::Future;
@@ -88,9 +91,14 @@ where
 async fn activate(
     State(app): State<Arc<App>>,
     Extension(PeerFingerprint(fp)): Extension<PeerFingerprint>,
+    Extension(tls::PeerCertExpiry(expiry)): Extension<tls::PeerCertExpiry>,
     ApiJson(req): ApiJson<ActivateRequest>,
 ) -> Result<(StatusCode, Json<ActivateResponse>), ApiError> {
-    Ok((StatusCode::OK, Json(app.activate_sensor(&fp, &req).await?)))
+    let answer = app.activate_sensor(&fp, &req).await?;
+    if let Some(expiry) = expiry {
+        app.record_activation_cert_expiry(&answer.sensor_id, &fp, expiry).await;
+    }
+    Ok((StatusCode::OK, Json(answer)))
 }
 
 async fn heartbeat(
@@ -119,6 +127,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/sensor/v1/heartbeat"),
     ("GET", "/sensor/v1/config"),
     ("GET", "/sensor/v1/packages/{sha256}"),
+    ("POST", "/sensor/v1/cert/propose"),
+    ("POST", "/sensor/v1/cert/confirm"),
 ];
 
 /// The sensor API's routes over `state` (TLS and fingerprints are the listener's job).
@@ -128,6 +138,8 @@ pub fn router(state: SensorState) -> Router {
         .route("/sensor/v1/heartbeat", post(heartbeat))
         .route("/sensor/v1/config", get(config))
         .route("/sensor/v1/packages/{sha256}", get(packages::download))
+        .route("/sensor/v1/cert/propose", post(rotation::propose))
+        .route("/sensor/v1/cert/confirm", post(rotation::confirm))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(crate::metrics::track))
@@ -164,6 +176,7 @@ pub async fn serve_sensors(
     let batcher = HeartbeatBatcher::default();
     let router = router(SensorState { app: app.clone(), batcher: batcher.clone() });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(rotation::cert_expiry_loop(app.clone(), stop_rx.clone()));
     let flusher = tokio::spawn(flush_loop(app, batcher, stop_rx));
     let handle = axum_server::Handle::new();
     let h = handle.clone();

@@ -29,6 +29,17 @@ use crate::tls::SensorTls;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerFingerprint(pub String);
 
+/// When the client certificate the connection was made with expires (ms since the epoch),
+/// if it parsed; recorded at activation for the `cert_expiring` health issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCertExpiry(pub Option<picket_domain::Timestamp>);
+
+/// The end of validity of a DER certificate, if it parses.
+pub fn cert_not_after(der: &[u8]) -> Option<picket_domain::Timestamp> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(picket_domain::Timestamp(cert.validity().not_after.timestamp().saturating_mul(1000)))
+}
+
 /// The SHA-256 fingerprint (hex) of a DER certificate, the form pinned in the store.
 pub fn fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
@@ -153,7 +164,7 @@ where
     S: Send + 'static,
 {
     type Stream = tokio_rustls::server::TlsStream<I>;
-    type Service = axum::middleware::AddExtension<S, PeerFingerprint>;
+    type Service = axum::middleware::AddExtension<axum::middleware::AddExtension<S, PeerFingerprint>, PeerCertExpiry>;
     type Future =
         std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<(Self::Stream, Self::Service)>> + Send>>;
 
@@ -162,12 +173,13 @@ where
         Box::pin(async move {
             let (stream, service) = inner.accept(stream, service).await?;
             let (_, conn) = stream.get_ref();
-            let fp = conn
+            let leaf = conn
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .map(|c| fingerprint(c.as_ref()))
                 .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, "no client certificate"))?;
-            Ok((stream, Extension(PeerFingerprint(fp)).layer(service)))
+            let (fp, expiry) = (fingerprint(leaf.as_ref()), cert_not_after(leaf.as_ref()));
+            let service = Extension(PeerFingerprint(fp)).layer(service);
+            Ok((stream, Extension(PeerCertExpiry(expiry)).layer(service)))
         })
     }
 }
