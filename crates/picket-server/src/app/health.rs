@@ -154,7 +154,7 @@ impl App {
                     // `None`: another replica opened it, or the condition ended meanwhile.
                     if let Some(issue) = self.store.open_health_issue(&new, Some(&ctx)).await? {
                         let level = issue.severity;
-                        tracing::warn!(issue = %issue.id, sensor = %issue.sensor_name, kind = %issue.kind, severity = %level, detail = %issue.detail, "health issue opened");
+                        tracing::info!(issue = %issue.id, sensor = %issue.sensor_name, kind = %issue.kind, severity = %level, detail = %issue.detail, "health issue opened");
                         tick.opened += 1;
                     }
                 }

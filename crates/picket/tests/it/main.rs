@@ -5,6 +5,7 @@
 mod harness;
 
 mod cli;
+mod health;
 mod release;
 mod serve;
 mod simulate;
