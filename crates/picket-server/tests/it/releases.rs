@@ -16,7 +16,8 @@ both_backends!(
     config = configure;
     publishing_verifies_and_lists_in_version_order,
     bad_packages_are_refused_with_their_code,
-    sensors_download_packages_by_range
+    sensors_download_packages_by_range,
+    published_releases_make_old_sensors_outdated
 );
 
 /// The key the test servers trust.
@@ -216,4 +217,18 @@ async fn sensors_download_packages_by_range(srv: TestServer) {
     let stranger = sensor_router(&srv, "f".repeat(64)).await;
     let r = http.get(format!("{stranger}{path}")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
+}
+
+async fn published_releases_make_old_sensors_outdated(srv: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    srv.store.import_sensors(&[row(&srv, 1, "DC01")]).await.unwrap(); // runs 1.0.0
+    let id = row(&srv, 1, "DC01").id;
+    let status = |v: serde_json::Value| v["sensor_status"].as_str().unwrap().to_string();
+    for (version, expected) in [("1.1.0", "up_to_date"), ("1.2.0", "up_to_date"), ("1.3.0", "outdated")] {
+        upload(&srv, &srv.admin_token, std::fs::read(package(dir.path(), version, &trusted(), 0)).unwrap())
+            .await
+            .expect(201);
+        let view = get(&srv, &format!("/api/v1/sensors/{id}")).await.expect(200);
+        assert_eq!(status(view), expected, "after publishing {version}");
+    }
 }
