@@ -268,6 +268,12 @@ pub fn extract<R: Read>(package: R, verified: &Verified, dest: &Path, limits: &L
     sync_dir(&parent)
 }
 
+/// `extract` of the package file at `package`.
+pub fn extract_file(package: &Path, verified: &Verified, dest: &Path, limits: &Limits) -> Result<()> {
+    let f = std::fs::File::open(package).map_err(PackageError::io(format!("opening {}", package.display())))?;
+    extract(std::io::BufReader::with_capacity(1 << 16, f), verified, dest, limits)
+}
+
 fn sync_dir(path: &Path) -> Result<()> {
     std::fs::File::open(path)
         .and_then(|d| d.sync_all())

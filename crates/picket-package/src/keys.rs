@@ -104,6 +104,16 @@ impl PublicKey {
             .map_err(|_| PackageError::Key("not a valid Ed25519 public key".into()))
     }
 
+    /// Parses every key of a list (an activation file's `package_signing_keys`); the first
+    /// unusable one is an error naming its position.
+    pub fn parse_all<S: AsRef<str>>(texts: &[S]) -> Result<Vec<PublicKey>> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| PublicKey::parse(t.as_ref()).map_err(|e| PackageError::Key(format!("key #{}: {e}", i + 1))))
+            .collect()
+    }
+
     /// The key as one line of base64 (the contents of `KEY.pub`, without the newline).
     pub fn to_base64(&self) -> String {
         STANDARD.encode(self.0.as_bytes())
@@ -157,6 +167,8 @@ mod tests {
         let spki = pem_of_public(&k.public());
         assert_eq!(PublicKey::parse(&spki).unwrap(), k.public());
         assert_eq!(k.public().key_id().len(), 16);
+        assert_eq!(PublicKey::parse_all(&[line.clone(), spki.clone()]).unwrap(), vec![k.public(), k.public()]);
+        assert!(PublicKey::parse_all(&[line.as_str(), "nope"]).unwrap_err().to_string().starts_with("key #2"));
         let sig = k.sign(b"hello");
         assert!(k.public().verifies(b"hello", &sig));
         assert!(!k.public().verifies(b"hellO", &sig));

@@ -22,7 +22,7 @@ mod verify;
 
 pub use build::{BuildOptions, build};
 pub use error::{PackageError, Result};
-pub use extract::{check_payload, extract};
+pub use extract::{check_payload, extract, extract_file};
 pub use keys::{PublicKey, SecretKey};
 pub use picket_proto::releases::{MANIFEST_FORMAT, Manifest, ManifestFile};
 pub use verify::{Verified, verify, verify_file};

@@ -70,10 +70,6 @@ fn assert_nothing_left(dest: &Path) {
     assert!(left.is_empty(), "left behind in {}: {left:?}", parent.display());
 }
 
-fn extract_file(pkg: &Path, verified: &Verified, dest: &Path, limits: &Limits) -> Result<()> {
-    extract(std::fs::File::open(pkg).unwrap(), verified, dest, limits)
-}
-
 #[test]
 fn a_built_package_verifies_and_extracts_with_masked_modes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -432,4 +428,33 @@ fn the_container_must_be_exactly_manifest_signature_payload() {
         assert!(matches!(e, PackageError::Malformed(_)), "{order:?} {extra}: {e}");
     }
     assert!(matches!(verify(&b"not a tar at all"[..], &trust(&[&k])).unwrap_err(), PackageError::Malformed(_)));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, .. Default::default() })]
+
+    /// Whatever single byte of a package is changed, it is refused, or (a byte no signature
+    /// covers: tar header times, padding) it installs exactly the signed files.
+    #[test]
+    fn a_changed_byte_never_installs_other_contents(at in 0usize..1_000_000, bit in 0u8..8) {
+        let tmp = tempfile::tempdir().unwrap();
+        let k = key(1);
+        let pkg = built(tmp.path(), &k);
+        let original = verify_file(&pkg, &trust(&[&k])).unwrap();
+        let mut bytes = std::fs::read(&pkg).unwrap();
+        let at = at % bytes.len();
+        bytes[at] ^= 1 << bit;
+        if let Ok(v) = verify(&bytes[..], &trust(&[&k])) {
+            proptest::prop_assert_eq!(&v.manifest, &original.manifest);
+            let dest = target(tmp.path());
+            if extract(&bytes[..], &v, &dest, &Limits::default()).is_ok() {
+                for f in &original.manifest.files {
+                    let data = std::fs::read(dest.join(&f.path)).unwrap();
+                    proptest::prop_assert_eq!(sha256_hex(&data), f.sha256.clone());
+                }
+            } else {
+                assert_nothing_left(&dest);
+            }
+        }
+    }
 }
