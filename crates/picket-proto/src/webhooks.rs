@@ -24,7 +24,7 @@ impl std::fmt::Debug for CreateWebhookRequest {
     }
 }
 
-/// A webhook as listed (never with its secret).
+/// A webhook as listed (never with its secret), with its delivery state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookView {
     /// Id.
@@ -34,6 +34,18 @@ pub struct WebhookView {
     /// When created.
     #[serde(with = "crate::time::rfc3339")]
     pub created_at: Timestamp,
+    /// Deliveries waiting for their first or next attempt.
+    #[serde(default)]
+    pub pending: u64,
+    /// Deliveries given up after retrying for days.
+    #[serde(default)]
+    pub failed: u64,
+    /// When it last accepted a delivery.
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub last_delivered_at: Option<Timestamp>,
+    /// The latest error of a delivery not delivered (yet).
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 /// The answer to `POST /api/v1/webhooks`: the webhook and its secret, shown this once.

@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 use picket_domain::Timestamp;
 use picket_store::notify::{
-    Claim, ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, NewDelivery, Notification, Webhook, sql,
+    Claim, ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, NewDelivery, Notification, Webhook,
+    WebhookStats, sql,
 };
 use picket_store::sql::{self as common, Value};
 use picket_store::{Audit, NotificationStore, StoreError, StoreResult};
@@ -111,6 +112,11 @@ impl NotificationStore for SqliteStore {
     async fn delivery_counts(&self) -> StoreResult<DeliveryCounts> {
         let row = sqlx::query(sql::COUNTS).fetch_one(&mut *self.read().await?).await.map_err(db_err)?;
         sql::decode_counts(&Cols(&row))
+    }
+
+    async fn webhook_stats(&self) -> StoreResult<Vec<WebhookStats>> {
+        let rows = sqlx::query(sql::WEBHOOK_STATS).fetch_all(&mut *self.read().await?).await.map_err(db_err)?;
+        rows.iter().map(|r| sql::decode_webhook_stats(&Cols(r))).collect()
     }
 
     async fn purge_notifications(&self, before: Timestamp) -> StoreResult<u64> {

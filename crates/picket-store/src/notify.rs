@@ -172,6 +172,21 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
 }
 
+/// Delivery state of one webhook, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookStats {
+    /// The webhook.
+    pub webhook_id: String,
+    /// Deliveries waiting (neither delivered nor given up).
+    pub pending: u64,
+    /// Deliveries given up.
+    pub failed: u64,
+    /// When it last accepted a delivery.
+    pub last_delivered_at: Option<Timestamp>,
+    /// The latest error of a delivery not delivered (yet).
+    pub last_error: Option<String>,
+}
+
 /// How much is waiting, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryCounts {
@@ -210,6 +225,8 @@ pub trait NotificationStore: Send + Sync {
     async fn list_deliveries(&self, notification_id: Option<i64>) -> StoreResult<Vec<DeliveryRow>>;
     /// What is waiting.
     async fn delivery_counts(&self) -> StoreResult<DeliveryCounts>;
+    /// Delivery state of every webhook, oldest webhook first.
+    async fn webhook_stats(&self) -> StoreResult<Vec<WebhookStats>>;
     /// Deletes deliveries finished before `before`, and outbox rows fanned out before it with
     /// none left; how many rows went.
     async fn purge_notifications(&self, before: Timestamp) -> StoreResult<u64>;
@@ -293,6 +310,16 @@ lease = NULL WHERE id = $1 AND lease = $2 AND delivered_at IS NULL";
 (SELECT COUNT(*) FROM notification_outbox WHERE fanned_out_at IS NULL) AS unfanned, \
 (SELECT COUNT(*) FROM notification_deliveries WHERE delivered_at IS NULL AND failed_at IS NULL) AS pending, \
 (SELECT COUNT(*) FROM notification_deliveries WHERE failed_at IS NOT NULL) AS failed";
+
+    /// Delivery state per webhook, oldest webhook first.
+    pub const WEBHOOK_STATS: &str = "SELECT w.id AS webhook_id, \
+(SELECT COUNT(*) FROM notification_deliveries d WHERE d.webhook_id = w.id \
+AND d.delivered_at IS NULL AND d.failed_at IS NULL) AS pending, \
+(SELECT COUNT(*) FROM notification_deliveries d WHERE d.webhook_id = w.id AND d.failed_at IS NOT NULL) AS failed, \
+(SELECT MAX(d.delivered_at) FROM notification_deliveries d WHERE d.webhook_id = w.id) AS last_delivered_at, \
+(SELECT d.last_error FROM notification_deliveries d WHERE d.webhook_id = w.id AND d.delivered_at IS NULL \
+AND d.last_error IS NOT NULL ORDER BY d.next_attempt_at DESC, d.id LIMIT 1) AS last_error \
+FROM webhooks w ORDER BY w.created_at, w.id";
 
     /// Deletes deliveries finished before `$1`.
     pub const PURGE_DELIVERIES: &str = "DELETE FROM notification_deliveries WHERE delivered_at < $1 OR failed_at < $1";
@@ -412,6 +439,17 @@ AND NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.notification_id 
             next_attempt_at: Timestamp(r.int("next_attempt_at")?),
             delivered_at: r.opt_int("delivered_at")?.map(Timestamp),
             failed_at: r.opt_int("failed_at")?.map(Timestamp),
+            last_error: r.opt_text("last_error")?,
+        })
+    }
+
+    /// Reads a row of [`WEBHOOK_STATS`].
+    pub fn decode_webhook_stats(r: &impl Columns) -> StoreResult<WebhookStats> {
+        Ok(WebhookStats {
+            webhook_id: r.text("webhook_id")?,
+            pending: count(r, "pending")?,
+            failed: count(r, "failed")?,
+            last_delivered_at: r.opt_int("last_delivered_at")?.map(Timestamp),
             last_error: r.opt_text("last_error")?,
         })
     }

@@ -161,10 +161,17 @@ pub async fn claims_are_exclusive_and_leases_expire(store: Arc<dyn Store>) {
     );
     let row = store.list_deliveries(Some(n)).await.expect("list").into_iter().find(|d| d.id == "d1").expect("d1");
     assert_eq!((row.attempts, row.next_attempt_at, row.last_error.as_deref()), (2, retry_at, Some("HTTP 503")));
+    let stats = store.webhook_stats().await.expect("stats");
+    assert_eq!(stats.len(), 1);
+    let s = &stats[0];
+    assert_eq!((s.webhook_id.as_str(), s.pending, s.failed), ("wh-1", 1, 0));
+    assert_eq!((s.last_delivered_at, s.last_error.as_deref()), (None, Some("HTTP 503")));
     let last = store.claim_deliveries(&claim("l6", retry_at, 10, false)).await.expect("claim");
     assert_eq!(last.iter().map(|d| (d.id.as_str(), d.attempts)).collect::<Vec<_>>(), [("d1", 3)]);
     let done = DeliveryOutcome::Delivered { at: retry_at };
     assert!(store.finish_delivery("d1", "l6", &done).await.expect("finish"));
+    let s = &store.webhook_stats().await.expect("stats")[0];
+    assert_eq!((s.pending, s.failed, s.last_delivered_at, s.last_error.as_deref()), (0, 0, Some(retry_at), None));
     let far = Timestamp(NOW.0 + 86_400 * SEC);
     let rest = store.claim_deliveries(&claim("l7", far, 10, true)).await.expect("claim");
     assert_eq!(rest.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["d2"], "delivered ones are never due");

@@ -4,7 +4,7 @@
 
 use picket_proto::webhooks::{CreateWebhookRequest, CreatedWebhook, WebhookView};
 use picket_store::Scope;
-use picket_store::notify::Webhook;
+use picket_store::notify::{Webhook, WebhookStats};
 
 use super::webhook::{validate_secret, validate_url};
 use crate::App;
@@ -15,8 +15,16 @@ use crate::ids::{new_secret_hex, new_uuid};
 /// Prefix of generated secrets, so they are recognisable in a receiver's configuration.
 pub const GENERATED_SECRET_PREFIX: &str = "whsec_";
 
-fn view(w: Webhook) -> WebhookView {
-    WebhookView { id: w.id, url: w.url, created_at: w.created_at }
+fn view(w: Webhook, stats: Option<&WebhookStats>) -> WebhookView {
+    WebhookView {
+        id: w.id,
+        url: w.url,
+        created_at: w.created_at,
+        pending: stats.map_or(0, |s| s.pending),
+        failed: stats.map_or(0, |s| s.failed),
+        last_delivered_at: stats.and_then(|s| s.last_delivered_at),
+        last_error: stats.and_then(|s| s.last_error.clone()),
+    }
 }
 
 fn unscoped(who: &Admin) -> AppResult<()> {
@@ -31,10 +39,18 @@ fn unscoped(who: &Admin) -> AppResult<()> {
 }
 
 impl App {
-    /// All webhooks, oldest first (never with their secrets).
+    /// All webhooks, oldest first, with their delivery state (never with their secrets).
     pub async fn list_webhooks(&self, who: &Admin) -> AppResult<Vec<WebhookView>> {
         unscoped(who)?;
-        Ok(self.store().list_webhooks().await?.into_iter().map(view).collect())
+        let stats = self.store().webhook_stats().await?;
+        let hooks = self.store().list_webhooks().await?;
+        Ok(hooks
+            .into_iter()
+            .map(|w| {
+                let s = stats.iter().find(|s| s.webhook_id == w.id);
+                view(w, s)
+            })
+            .collect())
     }
 
     /// Adds a webhook; the answer carries its secret, which is never shown again.

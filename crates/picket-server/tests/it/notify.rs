@@ -275,6 +275,9 @@ async fn failed_webhooks_are_retried_until_delivered(backend: Backend) {
     })
     .await;
     assert_eq!(row.attempts, 3, "two failures, then success: {row:?}");
+    let listed = get(&srv, "/api/v1/webhooks").await.expect(200);
+    assert_eq!((listed[0]["pending"].as_u64(), listed[0]["failed"].as_u64()), (Some(0), Some(0)), "{listed}");
+    assert!(listed[0]["last_delivered_at"].is_string() && listed[0]["last_error"].is_null(), "{listed}");
     assert_eq!(row.last_error, None, "cleared on success");
     let all = rx.all().await;
     assert_eq!(all.iter().map(|r| r.answered).collect::<Vec<_>>(), [503, 503, 204], "delivered exactly once");
@@ -302,6 +305,10 @@ async fn a_pending_delivery_survives_a_restart(backend: Backend) {
     })
     .await;
     assert_eq!(failed.delivered_at, None);
+    let listed = get(&first, "/api/v1/webhooks").await.expect(200);
+    assert_eq!(listed[0]["pending"], 1, "{listed}");
+    assert!(listed[0]["last_error"].as_str().is_some_and(|e| e.contains("503")), "{listed}");
+    assert!(listed[0]["last_delivered_at"].is_null(), "{listed}");
 
     // Stop the server (keeping its database), bring the receiver back, start a new server
     // with a new store connection on the same database.

@@ -67,9 +67,17 @@ pub async fn run(cmd: WebhooksCmd) -> anyhow::Result<()> {
             if args.json {
                 output::write_json(&mut out, &hooks)?;
             } else {
-                let mut t = Table::new(&["ID", "URL", "CREATED"]);
+                let mut t = Table::new(&["ID", "URL", "CREATED", "PENDING", "FAILED", "LAST DELIVERED", "LAST ERROR"]);
                 for w in &hooks {
-                    t.row(vec![w.id.clone(), w.url.clone(), picket_proto::time::format_ts(w.created_at)]);
+                    t.row(vec![
+                        w.id.clone(),
+                        w.url.clone(),
+                        picket_proto::time::format_ts(w.created_at),
+                        w.pending.to_string(),
+                        w.failed.to_string(),
+                        w.last_delivered_at.map_or_else(|| "-".to_string(), picket_proto::time::format_ts),
+                        w.last_error.clone().unwrap_or_else(|| "-".to_string()),
+                    ]);
                 }
                 t.write(&mut out)?;
             }
