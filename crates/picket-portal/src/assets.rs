@@ -15,7 +15,7 @@ const JS: &[u8] = include_bytes!("../assets/portal.js");
 /// URL of htmx (its version is in the name).
 pub const HTMX_URL: &str = "/static/htmx-2.0.11.min.js";
 /// URL of the stylesheet; bump the number when `portal.css` changes.
-pub const CSS_URL: &str = "/static/portal-5.css";
+pub const CSS_URL: &str = "/static/portal-6.css";
 /// URL of the script; bump the number when `portal.js` changes.
 pub const JS_URL: &str = "/static/portal-1.js";
 

@@ -10,7 +10,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use picket_domain::{Mode, SensorStatus, format_duration};
-use picket_proto::time::format_ts;
 use picket_proto::{PatchSensorRequest, SensorView};
 use picket_server::auth::Operator;
 use picket_server::auth::session::SessionUser;
@@ -18,7 +17,7 @@ use picket_server::auth::session::SessionUser;
 use crate::PortalState;
 use crate::guard::{Signed, check_form};
 use crate::sensors::ViewState;
-use crate::web::{Chrome, PortalError, PortalResult, enc, field, health, label, render, type_label};
+use crate::web::{Chrome, PortalError, PortalResult, enc, field, health, label, render, short_time, type_label};
 
 /// The details pane of one sensor.
 pub struct PaneView {
@@ -32,6 +31,7 @@ pub struct PaneView {
     pub(crate) can_operate: bool,
     pub(crate) csrf: String,
     pub(crate) close_href: String,
+    pub(crate) issues: Vec<crate::health::IssueRow>,
     pub(crate) site: String,
     pub(crate) tags: String,
     pub(crate) description: String,
@@ -72,13 +72,19 @@ fn yes_no(b: bool) -> String {
 }
 
 fn ts(t: Option<picket_domain::Timestamp>) -> String {
-    t.map(format_ts).unwrap_or_else(|| "never".to_string())
+    t.map(|t| format!("{} UTC", short_time(t))).unwrap_or_else(|| "never".to_string())
 }
 
-/// Builds the pane of sensor `id` for `user`; `close_href` is where Close goes.
-pub async fn pane_view(state: &PortalState, user: &SessionUser, id: &str, close_href: &str) -> PortalResult<PaneView> {
+/// Builds the pane of sensor `id` for `user` on the Sensors page's `view` (where Close and
+/// the issue links go).
+pub async fn pane_view(state: &PortalState, user: &SessionUser, id: &str, view: &ViewState) -> PortalResult<PaneView> {
     let viewer = user.viewer();
     let s: SensorView = state.app.get_sensor(&viewer, id).await?;
+    let issues = crate::health::sensor_issues(state, user, &s.id)
+        .await?
+        .iter()
+        .map(|i| crate::health::issue_row(i, view.with_issue(&s.id, &i.id), false))
+        .collect();
     let can_operate = user.operator().is_some();
     let zones = if can_operate {
         state
@@ -106,7 +112,7 @@ pub async fn pane_view(state: &PortalState, user: &SessionUser, id: &str, close_
         ("Sensor status", label(s.sensor_status.as_str())),
         ("Version", s.version.clone().unwrap_or_else(|| "unknown".to_string())),
         ("Delayed update", yes_no(s.delayed_update)),
-        ("Created", format_ts(s.created_at)),
+        ("Created", ts(Some(s.created_at))),
         ("Last seen", ts(s.last_seen_at)),
         ("Activated", ts(s.activated_at)),
         ("Decommissioned", ts(s.decommissioned_at)),
@@ -126,7 +132,8 @@ pub async fn pane_view(state: &PortalState, user: &SessionUser, id: &str, close_
         status_detail: s.sensor_status_detail.clone().unwrap_or_default(),
         can_operate,
         csrf: user.csrf_token().to_string(),
-        close_href: close_href.to_string(),
+        close_href: view.without_selection(),
+        issues,
         site: s.site.clone(),
         tags: s.tags.join(", "),
         description: s.description.clone(),
@@ -154,8 +161,8 @@ pub async fn pane(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> PortalResult<Response> {
-    let close = ViewState::parse(current_url_pairs(&headers)).without_selection();
-    let pane = pane_view(&state, &user, &id, &close).await?;
+    let view = ViewState::parse(current_url_pairs(&headers));
+    let pane = pane_view(&state, &user, &id, &view).await?;
     render(&PaneFragment { pane })
 }
 
@@ -182,8 +189,10 @@ pub async fn live_pane(
     State(state): State<PortalState>,
     Signed(user): Signed,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> PortalResult<Response> {
-    let pane = pane_view(&state, &user, &id, "/sensors").await?;
+    let view = ViewState::parse(current_url_pairs(&headers));
+    let pane = pane_view(&state, &user, &id, &view).await?;
     render(&PaneLive { pane })
 }
 

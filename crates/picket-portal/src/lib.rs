@@ -12,6 +12,7 @@
 mod assets;
 mod details;
 mod guard;
+mod health;
 mod login;
 mod onboard;
 mod sensors;
@@ -81,6 +82,11 @@ pub fn router(app: Arc<App>, options: PortalOptions) -> Router {
         .route("/sensors/{id}/activation-file", post(details::activation_file))
         .route("/sensors/live/rows", get(sensors::live_rows))
         .route("/sensors/{id}/pane/live", get(details::live_pane))
+        .route("/sensors/{id}/issues/{issue}/pane", get(health::pane))
+        .route("/health-issues", get(health::page))
+        .route("/health-issues/live/rows", get(health::live_rows))
+        .route("/health-issues/{id}/close", post(health::close))
+        .route("/health-issues/{id}/reopen", post(health::reopen))
         .route("/sites", get(sites::page))
         .route("/sites/live/rows", get(sites::live_rows))
         .route("/sites/live/counts", get(sites::live_counts))

@@ -23,7 +23,7 @@ use crate::guard::Signed;
 use crate::web::{Chrome, PortalResult, health, label, render, short_time, type_label, url};
 
 /// Parameters only the portal reads.
-const PORTAL_ONLY: &[&str] = &["show", "selected", "notice"];
+const PORTAL_ONLY: &[&str] = &["show", "selected", "issue", "notice"];
 
 /// The filters, in DESIGN.md's order: parameter and label.
 const FILTERS: &[(&str, &str)] = &[
@@ -70,6 +70,8 @@ pub struct ViewState {
     pub show: Vec<String>,
     /// Sensor in the details pane.
     pub selected: Option<String>,
+    /// Health issue of the selected sensor shown in place of its details pane.
+    pub issue: Option<String>,
     /// What just happened (a fixed code).
     pub notice: Option<String>,
 }
@@ -82,6 +84,7 @@ impl ViewState {
             match k.as_str() {
                 "show" => v.show.extend(val.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)),
                 "selected" => v.selected = Some(val).filter(|s| !s.is_empty()),
+                "issue" => v.issue = Some(val).filter(|s| !s.is_empty()),
                 "notice" => v.notice = Some(val),
                 _ => v.api.push((k, val)),
             }
@@ -112,6 +115,22 @@ impl ViewState {
         if let Some(s) = selected {
             pairs.push(("selected".to_string(), s.to_string()));
         }
+        url("/sensors", &pairs)
+    }
+
+    /// The current page with sensor `id` selected (where an issue pane's Back goes).
+    pub fn with_selected(&self, id: &str) -> String {
+        self.at(self.cursor(), Some(id))
+    }
+
+    /// The current page with sensor `id` selected and its issue `issue` in the pane.
+    pub fn with_issue(&self, id: &str, issue: &str) -> String {
+        let mut pairs = self.base();
+        if let Some(c) = self.cursor() {
+            pairs.push(("cursor".to_string(), c.to_string()));
+        }
+        pairs.push(("selected".to_string(), id.to_string()));
+        pairs.push(("issue".to_string(), issue.to_string()));
         url("/sensors", &pairs)
     }
 
@@ -210,6 +229,7 @@ struct SensorsPage {
     export_href: String,
     notice: &'static str,
     pane: Option<PaneView>,
+    ipane: Option<crate::health::IssuePane>,
 }
 
 fn fixed<T: Copy + std::fmt::Display>(all: &[T]) -> Vec<(String, String)> {
@@ -222,7 +242,7 @@ fn notice_text(code: Option<&str>) -> &'static str {
         Some("deleted") => "Sensor deleted.",
         Some("delayed_on") => "Delayed update enabled.",
         Some("delayed_off") => "Delayed update disabled.",
-        _ => "",
+        code => crate::health::notice_text(code),
     }
 }
 
@@ -319,9 +339,13 @@ pub async fn page(
         })
         .collect();
     let rows = page.items.iter().map(|s| row(s, &view)).collect();
-    let pane = match view.selected.as_deref() {
-        Some(id) => Some(pane_view(&state, &user, id, &view.without_selection()).await?),
-        None => None,
+    let (pane, ipane) = match (view.selected.as_deref(), view.issue.as_deref()) {
+        (Some(id), Some(issue)) => {
+            let back = view.with_selected(id);
+            (None, Some(crate::health::issue_pane(&state, &user, id, issue, back, "Back to sensor").await?))
+        }
+        (Some(id), None) => (Some(pane_view(&state, &user, id, &view).await?), None),
+        _ => (None, None),
     };
     let mut hidden = Vec::new();
     for (k, v) in &view.api {
@@ -344,6 +368,7 @@ pub async fn page(
         export_href: view.export_href(),
         notice: notice_text(view.notice.as_deref()),
         pane,
+        ipane,
     };
     render(&page)
 }

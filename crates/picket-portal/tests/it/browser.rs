@@ -337,6 +337,33 @@ impl Browser {
         panic!("no *{suffix} downloaded into {}", self.downloads.path().display());
     }
 
+    /// Checks basic accessibility of the current page: every form control has a label, every
+    /// link, button and menu button a name, ids are unique, the page has a language and one
+    /// `h1`. Panics naming what is wrong.
+    pub async fn assert_accessible(&self) {
+        let problems = self
+            .js(
+                "const p = [];
+                 if (!document.documentElement.lang) p.push('no lang on <html>');
+                 if (document.querySelectorAll('h1').length !== 1) p.push('not exactly one h1');
+                 for (const e of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+                   if (!e.labels.length && !e.getAttribute('aria-label')) p.push('unlabelled ' + e.outerHTML.slice(0, 80));
+                 }
+                 for (const e of document.querySelectorAll('a, button, summary')) {
+                   const name = (e.getAttribute('aria-label') || e.textContent || '').trim();
+                   if (!name) p.push('nameless ' + e.outerHTML.slice(0, 80));
+                 }
+                 const ids = {};
+                 for (const e of document.querySelectorAll('[id]')) {
+                   if (ids[e.id]) p.push('duplicate id ' + e.id);
+                   ids[e.id] = true;
+                 }
+                 return p;",
+            )
+            .await;
+        assert_eq!(problems, serde_json::json!([]), "accessibility problems on {}", self.path().await);
+    }
+
     /// Ends the browser session.
     pub async fn close(self) {
         let _ = self.c.close().await;

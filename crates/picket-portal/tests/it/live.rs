@@ -67,6 +67,17 @@ async fn sensors_table_and_pane_follow_api_changes_without_reloading() {
     assert_eq!(api(&srv, Method::PATCH, &format!("/api/v1/sensors/{}", watched.id), Some(patch)).await.0, 200);
     until(&b, &site_cell, json!("Changed again")).await;
     assert_eq!(b.wait("#edit-site").await.prop("value").await.unwrap().as_deref(), Some("typed, not saved"));
+
+    // After refreshes, rows still open their pane inside the details aside, again and again.
+    for r in rows.iter().filter(|r| r.zone == "east" && r.id != leaver.id) {
+        b.click(&format!("#row-{}", r.id)).await;
+        until(
+            &b,
+            "return document.querySelector('aside#details > #pane #pane-title')?.textContent ?? null;",
+            json!(r.name),
+        )
+        .await;
+    }
     b.close().await;
 }
 

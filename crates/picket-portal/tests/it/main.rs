@@ -8,6 +8,7 @@
 
 mod browser;
 
+mod health;
 mod live;
 mod security;
 mod sensors;

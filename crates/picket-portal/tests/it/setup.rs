@@ -58,6 +58,7 @@ async fn first_run_creates_the_admin_once_and_replaces_the_bootstrap_token() {
         assert_eq!(b.wait("#username").await.prop("value").await.unwrap().as_deref(), Some("root"));
     }
     b.screenshot("setup.png").await;
+    b.assert_accessible().await;
 
     b.fill("#token", &srv.admin_token).await;
     b.fill("#password", PASSWORD).await;

@@ -44,6 +44,7 @@ async fn operator_edits_deletes_and_reactivates_from_sites_and_sensors() {
     assert_eq!(b.text(&row(&rows[5].id, 2)).await, "Locally managed");
     assert_eq!(b.text(&row(&rows[5].id, 5)).await, "Not applicable (locally managed)");
     assert_eq!(b.text(&row(&rows[3].id, 4)).await, "2.1.0");
+    b.assert_accessible().await;
 
     // The `...` menu opens and closes by keyboard, and says whose actions it holds.
     let menu = format!("#menu-{}", rows[0].id);
@@ -63,6 +64,7 @@ async fn operator_edits_deletes_and_reactivates_from_sites_and_sensors() {
     b.click(&format!("#menu-{} > summary", target.id)).await;
     b.navigate(&format!("#menu-{} .menu-edit", target.id)).await;
     assert_eq!(b.wait("#edit-name").await.prop("value").await.unwrap().as_deref(), Some(target.name.as_str()));
+    b.assert_accessible().await;
     b.fill("#edit-name", "dc02-renamed-10-0-0-6").await;
     b.fill("#new-zone", "north").await;
     b.navigate("#edit-save").await;
@@ -102,6 +104,7 @@ async fn operator_edits_deletes_and_reactivates_from_sites_and_sensors() {
         format!("picket-sensor reactivate --activation-file {}.activation.json", ot.name)
     );
     b.screenshot("reactivate.png").await;
+    b.assert_accessible().await;
     b.navigate("#reactivate-delete").await;
     b.navigate("#confirm-button").await;
     assert_eq!(b.path().await.split('?').next(), Some("/sensors/onboard"));
