@@ -17,7 +17,8 @@ both_backends!(
     publishing_verifies_and_lists_in_version_order,
     bad_packages_are_refused_with_their_code,
     sensors_download_packages_by_range,
-    published_releases_make_old_sensors_outdated
+    published_releases_make_old_sensors_outdated,
+    packages_download_over_mutual_tls
 );
 
 /// The key the test servers trust.
@@ -231,4 +232,54 @@ async fn published_releases_make_old_sensors_outdated(srv: TestServer) {
         let view = get(&srv, &format!("/api/v1/sensors/{id}")).await.expect(200);
         assert_eq!(status(view), expected, "after publishing {version}");
     }
+}
+
+/// The real sensor listener: mutual TLS with a self-signed client certificate pinned to a
+/// sensor, a resumed download, and a certificate pinned to nobody refused.
+async fn packages_download_over_mutual_tls(srv: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(package(dir.path(), "4.0.0", &trusted(), 100 << 10)).unwrap();
+    let sha = upload(&srv, &srv.admin_token, bytes.clone()).await.expect(201)["sha256"].as_str().unwrap().to_string();
+    let prepared = picket_server::prepare(srv.config.clone(), srv.store.clone()).await.unwrap();
+    let ca = reqwest::Certificate::from_pem(prepared.tls.ca_cert_pem.as_bytes()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(picket_server::serve_sensors(
+        listener,
+        prepared.app().clone(),
+        prepared.tls.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = |pin: bool| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["sensor".to_string()]).unwrap();
+        let t = time::OffsetDateTime::now_utc();
+        params.not_before = t - time::Duration::hours(1);
+        params.not_after = t + time::Duration::days(730);
+        let cert = params.self_signed(&key).unwrap();
+        let identity =
+            reqwest::Identity::from_pem(format!("{}\n{}", cert.pem(), key.serialize_pem()).as_bytes()).unwrap();
+        let http = reqwest::Client::builder().tls_certs_only([ca.clone()]).identity(identity).build().unwrap();
+        (http, pin.then(|| picket_package::sha256_hex(cert.der())))
+    };
+    let (http, fingerprint) = client(true);
+    let mut sensor = row(&srv, 7, "DC07");
+    sensor.cert_fingerprint = fingerprint;
+    srv.store.import_sensors(&[sensor]).await.unwrap();
+    let url = format!("https://127.0.0.1:{port}/sensor/v1/packages/{sha}");
+    let n = bytes.len();
+    let first = http.get(&url).header("range", format!("bytes=0-{}", n / 3)).send().await.unwrap();
+    assert_eq!(first.status().as_u16(), 206);
+    let mut got = first.bytes().await.unwrap().to_vec();
+    let rest = http.get(&url).header("range", format!("bytes={}-", got.len())).send().await.unwrap();
+    assert_eq!(rest.status().as_u16(), 206);
+    got.extend_from_slice(&rest.bytes().await.unwrap());
+    assert_eq!(got, bytes, "a download resumed over mutual TLS is the package");
+    let (stranger, _) = client(false);
+    assert_eq!(stranger.get(&url).send().await.unwrap().status().as_u16(), 401);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
 }
