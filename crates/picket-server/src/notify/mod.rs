@@ -52,7 +52,8 @@ pub struct Settings {
     pub poll_every: Duration,
     /// Deliveries claimed per round (sent concurrently).
     pub batch: u32,
-    /// How long a claim holds its deliveries; longer than a send can take.
+    /// How long a claim holds its deliveries: longer than a round can take (a batch of
+    /// syslog messages over a hanging TCP collector: 32 × 5 s), or a delivery may be sent twice.
     pub lease: Duration,
     /// Timeout of one webhook request.
     pub webhook_timeout: Duration,
@@ -69,7 +70,7 @@ impl Default for Settings {
         Settings {
             poll_every: Duration::from_millis(500),
             batch: 32,
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(300),
             webhook_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
             retention: Duration::from_secs(30 * 86_400),
