@@ -64,6 +64,7 @@ async fn answer(req: Request<Incoming>, fp: Arc<str>) -> Result<Response<Full<By
         config_version_desired: hb.config_version_applied,
         desired_version: None,
         server_time: now(),
+        update: None,
     };
     reply(StatusCode::OK, serde_json::to_vec(&resp).unwrap_or_default())
 }

@@ -9,6 +9,7 @@ pub mod health;
 pub mod releases;
 pub mod sensor;
 pub mod time;
+pub mod updates;
 pub mod users;
 pub mod webhooks;
 

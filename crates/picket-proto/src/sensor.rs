@@ -6,6 +6,7 @@ use picket_domain::{Mode, ServiceStatus, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::SensorConfig;
+use crate::updates::{UpdateGrant, UpdateReport};
 
 /// `POST /sensor/v1/activate`: the one call made before the certificate is pinned.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +68,13 @@ pub struct HeartbeatRequest {
     /// When its service started.
     #[serde(default, with = "crate::time::rfc3339_opt")]
     pub service_started_at: Option<Timestamp>,
+    /// The updater's outcome of a grant (`update/report.json`), sent until the answer no
+    /// longer carries that grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_report: Option<UpdateReport>,
+    /// When the updater's watchdog last restarted the service.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::rfc3339_opt")]
+    pub watchdog_restart_at: Option<Timestamp>,
 }
 
 /// The answer to a heartbeat: what the control plane wants the sensor to run.
@@ -83,6 +91,9 @@ pub struct HeartbeatResponse {
     /// The control plane's clock, for the sensor to notice skew.
     #[serde(with = "crate::time::rfc3339")]
     pub server_time: Timestamp,
+    /// The sensor's open update grant, re-sent until a report with its `update_id` arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateGrant>,
 }
 
 /// `GET /sensor/v1/config`: the sensor's configuration.

@@ -151,6 +151,7 @@ mod tests {
             config_version_desired: desired,
             desired_version: None,
             server_time: Timestamp(0),
+            update: None,
         }
     }
 

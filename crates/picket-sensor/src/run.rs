@@ -171,6 +171,8 @@ pub async fn reactivate(
                 cpu_percent: None,
                 uptime_secs: None,
                 service_started_at: None,
+                update_report: None,
+                watchdog_restart_at: None,
             };
             match client.heartbeat(&beat).await {
                 Ok(answer) if answer.sensor_id == file.sensor_id => SensorIdentity {
@@ -381,6 +383,8 @@ pub async fn run(state: &StateDir, opts: RunOptions, stop: impl Future<Output = 
                     cpu_percent: stats.cpu_percent(),
                     uptime_secs: Some(started.elapsed().as_secs()),
                     service_started_at: Some(started_at),
+                    update_report: None,
+                    watchdog_restart_at: None,
                 };
                 let call = client.heartbeat(&req);
                 let r = tokio::select! {

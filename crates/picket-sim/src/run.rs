@@ -113,6 +113,8 @@ fn heartbeat_body(ctx: &Ctx, applied: i64) -> Bytes {
         cpu_percent: Some(0.5),
         uptime_secs: None,
         service_started_at: Some(ctx.started_at),
+        update_report: None,
+        watchdog_restart_at: None,
     };
     serde_json::to_vec(&req).map(Bytes::from).unwrap_or_default()
 }

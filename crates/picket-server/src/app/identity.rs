@@ -164,6 +164,7 @@ impl App {
             config_version_desired: sensor.config_version_desired,
             desired_version: None,
             server_time: now,
+            update: None,
         })
     }
 
