@@ -1,7 +1,8 @@
 //! The first run: while no portal user exists, `/`, `/login` and every signed-in page lead
 //! here, where the holder of the bootstrap API token creates the first administrator and is
-//! signed in. Once any user exists the page answers 404, for good (the store creates the first
-//! user only into an empty users table, so two racing submissions cannot both win). The
+//! signed in. Once any user exists the page answers 404, for good, even if every user is
+//! later removed (the store creates the first user only into a users table that never held
+//! one, so two racing submissions cannot both win either). The
 //! bootstrap token is revoked and replaced by a new admin token shown once
 //! (`App::create_first_admin`).
 

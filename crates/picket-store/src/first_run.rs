@@ -23,9 +23,10 @@ pub struct TokenSwap {
 /// The first admin user, created at most once.
 #[async_trait]
 pub trait FirstRunStore: Send + Sync {
-    /// Whether at least one portal user exists.
+    /// Whether a portal user exists or ever existed (the audit log remembers users created,
+    /// signed in or removed), so the first run never comes back.
     async fn any_user(&self) -> StoreResult<bool>;
-    /// Creates `user` only if no portal user exists yet, and applies `swap` in the same
+    /// Creates `user` only if no portal user exists or ever existed, and applies `swap` in the same
     /// transaction; `Ok(false)` (and nothing changed) when a user already exists. Audited as
     /// `audit.action` for the user, `token.revoke` and `token.create` for the swap.
     async fn create_first_user(&self, user: &User, swap: Option<&TokenSwap>, audit: &Audit) -> StoreResult<bool>;
@@ -33,12 +34,15 @@ pub trait FirstRunStore: Send + Sync {
 
 /// The SQL both backends share (`$N` dialect).
 pub mod sql {
-    /// 1 if a user exists, else 0.
-    pub const ANY_USER: &str = "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM users LIMIT 1) t";
-    /// Inserts the user only into an empty users table (the backend serialises writers to
-    /// the table first, so two first runs cannot both see it empty).
+    /// 1 if a user exists or ever existed, else 0. The users table is looked at first; the
+    /// audit log (not indexed by kind) only while it is empty, which is rare.
+    pub const ANY_USER: &str = "SELECT CASE WHEN EXISTS (SELECT 1 FROM users) THEN 1 \
+WHEN EXISTS (SELECT 1 FROM audit_log WHERE target_kind = 'user') THEN 1 ELSE 0 END AS n";
+    /// Inserts the user only into an empty users table that never held a user (the backend
+    /// serialises writers to the table first, so two first runs cannot both see it empty).
     pub const INSERT_FIRST_USER: &str = "INSERT INTO users (username, password_hash, role, subscriptions, created_at) \
-SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM users)";
+SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM users) \
+AND NOT EXISTS (SELECT 1 FROM audit_log WHERE target_kind = 'user')";
 }
 
 // ---- conformance ----
@@ -95,8 +99,8 @@ pub mod conformance {
         }
     }
 
-    /// The first user is created and the token swapped in one go; once a user exists the
-    /// first run changes nothing.
+    /// The first user is created and the token swapped in one go; once a user exists (or
+    /// existed: even after every user is removed) the first run changes nothing.
     pub async fn first_user_is_created_once(store: Arc<dyn Store>) {
         assert!(!store.any_user().await.expect("any_user"));
         store.create_api_token(&token("boot"), &audit("token.bootstrap")).await.expect("bootstrap token");
@@ -116,6 +120,11 @@ pub mod conformance {
         let actions: Vec<&str> = log.iter().map(|a| a.action.as_str()).collect();
         assert_eq!(actions, ["user.first_run", "token.create", "token.revoke", "token.bootstrap"], "{actions:?}");
         assert!(!format!("{log:?}").contains("argon2id"), "hashes stay out of the audit log");
+        store.delete_user("root", &audit("user.delete")).await.expect("delete");
+        assert!(store.list_users().await.expect("users").is_empty());
+        assert!(store.any_user().await.expect("any_user"), "a removed user still counts");
+        let after_removal = store.create_first_user(&user("third"), None, &audit("user.first_run")).await;
+        assert!(!after_removal.expect("third run"), "the first run never comes back");
     }
 
     /// Many concurrent first runs with different usernames: exactly one user results.

@@ -2,8 +2,10 @@
 //! unrestricted admin API token (the bootstrap token printed at first start and kept in
 //! `<data-dir>/bootstrap-token`, or `PICKET_BOOTSTRAP_TOKEN`) creates the first admin user.
 //!
-//! The store creates that user only into an empty users table, so the first run happens once
-//! even when two submissions race (`FirstRunStore::create_first_user`). When the token
+//! The store creates that user only into an empty users table that never held a user, so the
+//! first run happens once, even when two submissions race, and never again after every user
+//! was removed (then `picket users add` with an admin token is the way back in)
+//! (`FirstRunStore::create_first_user`). When the token
 //! proved is the bootstrap token, the same transaction revokes it and stores a new admin
 //! token whose secret is returned once, to be shown on the page: the bootstrap token has been
 //! printed to a terminal and written to a file, so it is replaced by a credential only the
@@ -41,7 +43,7 @@ impl std::fmt::Debug for FirstAdmin {
 }
 
 impl App {
-    /// Whether the first run is still to do (no portal user exists).
+    /// Whether the first run is still to do (no portal user exists or ever existed).
     pub async fn first_run_pending(&self) -> AppResult<bool> {
         Ok(!self.store.any_user().await?)
     }
