@@ -128,6 +128,27 @@ async fn modes(backend: Backend) {
     .await;
     drop(sensor);
 
+    // A reactivation killed after the control plane accepted the new identity but before the
+    // state dir recorded it: run again with the same file, it recognises its own activation.
+    let (status, _) = server.call(reqwest::Method::DELETE, &format!("/api/v1/sensors/{new_id}"), None).await;
+    assert_eq!(status, 204);
+    let third_id = server.onboard("DC01").await;
+    let third_file = server.activation_file(&third_id).await;
+    let next = picket_sensor::identity::generate("DC01", picket_sensor::run::now()).expect("identity");
+    picket_sensor::state::StateDir::new(&cloud).write_next(&next.cert_pem, &next.key_pem).expect("identity/next");
+    let af: Value = serde_json::from_slice(&std::fs::read(&third_file).expect("file")).expect("JSON");
+    let body = serde_json::json!({"sensor_id": third_id, "activation_token": af["activation_token"]}).to_string();
+    let activated =
+        crate::harness::raw_call(port, &ca, (&next.cert_pem, &next.key_pem), "POST", "/sensor/v1/activate", &body)
+            .await
+            .expect("activate handshake");
+    assert_eq!(activated, 200, "the half-done reactivation reached the control plane");
+    let out = sensor_ok(&["reactivate", "--activation-file", s(&third_file), "--state-dir", s(&cloud)]);
+    assert!(out.contains(&third_id), "{out}");
+    assert_eq!(identity_of(&cloud), (next.cert_pem.clone(), next.key_pem.clone()), "the identity it activated");
+    assert_eq!(sensor_status(&cloud)["sensor_id"], third_id.as_str());
+    assert!(!cloud.join("identity/next").exists());
+
     // Switch mode: the locally managed sensor moves to cloud connected.
     let (status, _) = server.call(reqwest::Method::DELETE, &format!("/api/v1/sensors/{local_id}"), None).await;
     assert_eq!(status, 204);
