@@ -65,6 +65,7 @@ pub mod duration;
 pub mod health;
 pub mod issues;
 pub mod role;
+pub mod rollout;
 pub mod sensor;
 pub mod status;
 pub mod time;
