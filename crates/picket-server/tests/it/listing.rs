@@ -28,7 +28,7 @@ async fn fleet(srv: &TestServer) {
     rows.push(r);
     let mut r = row(srv, 3, "SICK");
     r.health_status = HealthStatus::NotHealthyMedium;
-    r.open_issues = 1;
+    r.open_issues = 2;
     rows.push(r);
     let mut r = row(srv, 4, "ADFS");
     r.sensor_type = SensorType::Adfs;
@@ -52,6 +52,22 @@ async fn fleet(srv: &TestServer) {
     r.update_state = UpdateState::Failed;
     rows.push(r);
     import(srv, rows).await;
+    settle(srv).await;
+}
+
+/// Waits until the status job has raised the issues this fleet's facts call for (`STOPPED`'s
+/// service stopped, `BROKEN`'s update failed), so that health filters and sorts see a fleet at
+/// rest rather than racing the job.
+async fn settle(srv: &TestServer) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let open = get(srv, "/api/v1/health-issues?status=open").await.expect(200);
+        if open["total"] == 2 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the status job raised no issues in 30 s: {open}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn check(srv: &TestServer, query: &str, expected: &[&str]) {
@@ -67,7 +83,8 @@ async fn each_filter_selects_what_it_says(srv: TestServer) {
     check(&srv, "sensor_status=update_failed", &["BROKEN"]).await;
     check(&srv, "sensor_status=not_applicable,update_failed", &["BROKEN", "LOCAL"]).await;
     check(&srv, "service_status=stopped", &["STOPPED"]).await;
-    check(&srv, "health_status=not_healthy_medium", &["SICK"]).await;
+    check(&srv, "health_status=not_healthy_medium", &["BROKEN", "SICK"]).await;
+    check(&srv, "health_status=not_healthy_high", &["STOPPED"]).await;
     check(&srv, "type=adfs", &["ADFS"]).await;
     check(&srv, "domain=OTHER.example.org", &["ADFS"]).await;
     check(&srv, "subscription=emea", &["EMEA"]).await;
