@@ -31,6 +31,10 @@ impl Conn {
         let tcp =
             TcpStream::connect(target.addr).await.map_err(|source| SimError::Connect { addr: target.addr, source })?;
         let _ = tcp.set_nodelay(true);
+        // Close with a reset, not a FIN: the simulator closes first, and every close would
+        // otherwise park a loopback port in TIME_WAIT for a minute; at a thousand reconnects a
+        // second the ephemeral ports run out and connect() spins in the kernel.
+        let _ = tcp.set_zero_linger();
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(target.server_name.clone(), tcp)
             .await

@@ -78,6 +78,21 @@ impl SensorIdentityStore for PgStore {
         row.map(|r| sql::decode_sensor(&Cols(&r))).transpose()
     }
 
+    async fn sensors_by_fingerprints(&self, fingerprints: &[String]) -> StoreResult<Vec<SensorRow>> {
+        if fingerprints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = dynamic(format!(
+            "SELECT {} FROM sensors WHERE cert_fingerprint = ANY($1::text[])",
+            picket_store::query::SENSOR_COLUMNS
+        ))
+        .bind(fingerprints.to_vec())
+        .fetch_all(&mut *self.read().await?)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|r| sql::decode_sensor(&Cols(r))).collect()
+    }
+
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> StoreResult<()> {
         if batch.is_empty() {
             return Ok(());

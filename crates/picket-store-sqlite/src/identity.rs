@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use picket_domain::Timestamp;
 use picket_store::identity::sql as isql;
 use picket_store::sql::{self, Columns};
-use picket_store::{ActivationError, Audit, Heartbeat, SensorIdentityStore, SensorRow, StoreResult};
+use picket_store::{ActivationError, Audit, Heartbeat, SensorIdentityStore, SensorRow, StoreError, StoreResult};
 
 use super::{Cols, SqliteStore, audit, bind, db_err, dynamic, load_sensor};
 
@@ -60,6 +60,22 @@ impl SensorIdentityStore for SqliteStore {
             .await
             .map_err(db_err)?;
         row.map(|r| sql::decode_sensor(&Cols(&r))).transpose()
+    }
+
+    async fn sensors_by_fingerprints(&self, fingerprints: &[String]) -> StoreResult<Vec<SensorRow>> {
+        if fingerprints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::to_string(fingerprints).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let rows = dynamic(format!(
+            "SELECT {} FROM sensors WHERE cert_fingerprint IN (SELECT value FROM json_each($1))",
+            picket_store::query::SENSOR_COLUMNS
+        ))
+        .bind(list)
+        .fetch_all(&mut *self.read().await?)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|r| sql::decode_sensor(&Cols(r))).collect()
     }
 
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> StoreResult<()> {

@@ -73,6 +73,16 @@ pub trait SensorIdentityStore: Send + Sync + 'static {
     /// The sensor whose pinned certificate has this SHA-256 fingerprint (hex).
     async fn sensor_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<SensorRow>>;
 
+    /// The sensors whose pinned certificates have these fingerprints, in any order (unknown
+    /// ones are absent): one query for many sensors authenticating at once.
+    async fn sensors_by_fingerprints(&self, fingerprints: &[String]) -> StoreResult<Vec<SensorRow>> {
+        let mut rows = Vec::with_capacity(fingerprints.len());
+        for fp in fingerprints {
+            rows.extend(self.sensor_by_fingerprint(fp).await?);
+        }
+        Ok(rows)
+    }
+
     /// Writes many sensors' heartbeats in one transaction; `last_seen_at` never moves back.
     /// Heartbeats of deleted sensors are ignored.
     async fn record_heartbeats(&self, batch: &[Heartbeat]) -> StoreResult<()>;

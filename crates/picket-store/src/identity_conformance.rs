@@ -95,6 +95,13 @@ pub async fn activation_consumes_the_token_once(store: Arc<dyn Store>) {
     assert_eq!(row.cert_fingerprint.as_deref(), Some("fp-1"));
     let found = store.sensor_by_fingerprint("fp-1").await.expect("lookup").expect("pinned fingerprint resolves");
     assert_eq!(found, row);
+    let many = ["fp-1", "fp-unknown", "fp-1"].map(String::from);
+    assert_eq!(
+        store.sensors_by_fingerprints(&many).await.expect("lookup"),
+        vec![row.clone()],
+        "one row per pinned fingerprint"
+    );
+    assert!(store.sensors_by_fingerprints(&[]).await.expect("lookup").is_empty());
     assert_eq!(store.get_sensor("s1", &Scope::All).await.expect("get"), Some(row));
 
     let t = Timestamp(NOW.0 + MIN);
@@ -115,6 +122,7 @@ pub async fn activation_consumes_the_token_once(store: Arc<dyn Store>) {
 
     store.delete_sensor("s1", &Scope::All, &audit("sensor.delete")).await.expect("delete");
     assert_eq!(store.sensor_by_fingerprint("fp-1").await.expect("lookup"), None, "delete revokes the fingerprint");
+    assert!(store.sensors_by_fingerprints(&["fp-1".to_string()]).await.expect("lookup").is_empty());
 }
 
 /// Many attempts at once with the same token: exactly one wins, the rest see it reused.
