@@ -52,7 +52,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokens(cmd) => commands::admin::tokens(cmd).await,
         Command::Audit(args) => commands::admin::audit(args).await,
         Command::Users(cmd) => commands::users::run(cmd).await,
-        Command::Simulate(args) => commands::simulate::run(*args).await,
         Command::Webhooks(cmd) => commands::webhooks::run(cmd).await,
         Command::Simulate(args) => commands::simulate::run(*args).await,
         Command::Release(cmd) => commands::release::run(cmd).await,

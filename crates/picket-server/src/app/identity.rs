@@ -113,19 +113,15 @@ impl App {
     }
 
     /// The sensor that pins this certificate fingerprint, or `UnknownCertificate`. Answers
-    /// from `auth_cache` for up to `SENSOR_AUTH_TTL` after a store lookup.
+    /// from `auth_cache` for up to `SENSOR_AUTH_TTL` after a store lookup; concurrent misses
+    /// are looked up together in one query.
     pub async fn authenticate_sensor(&self, fingerprint: &str) -> Result<SensorRow, SensorAuthError> {
-        if let Some(row) = self.sensor_auth.get(fingerprint) {
-            return Ok(SensorRow::clone(&row));
-        }
-        let epoch = self.sensor_auth.epoch();
-        match self.store.sensor_by_fingerprint(fingerprint).await {
-            Ok(Some(row)) => {
-                self.sensor_auth.insert(fingerprint, std::sync::Arc::new(row.clone()), epoch);
-                Ok(row)
-            }
+        let store = self.store.clone();
+        let fetch = move |fps| super::auth_cache::fetch_sensors(store.clone(), fps);
+        match self.sensor_auth.lookup(fingerprint, fetch).await {
+            Ok(Some(row)) => Ok(SensorRow::clone(&row)),
             Ok(None) => Err(SensorAuthError::UnknownCertificate),
-            Err(e) => Err(AppError::from(e).into()),
+            Err(e) => Err(AppError::Internal(e).into()),
         }
     }
 
