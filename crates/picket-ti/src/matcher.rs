@@ -1,0 +1,359 @@
+//! The compiled [`Matcher`]: hash tables for addresses, CIDR networks (one table per prefix
+//! length present, longest first), domains (every label suffix of a candidate is looked up) and
+//! SHA-256 hashes, and one `RegexSet` for patterns over the raw event line.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
+
+use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
+
+use crate::event::{EventError, for_each_string};
+use crate::indicators::{
+    Indicator, IndicatorError, IndicatorType, Severity, canonical_ip, is_domain_byte, mask32, mask128, parse_cidr,
+    parse_indicators,
+};
+
+/// Compiled size limit of one pattern (the `regex` crate's `size_limit`).
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+/// Compiled size limit of the set of all patterns.
+const PATTERN_SET_SIZE_LIMIT: usize = 64 << 20;
+/// Lazy-DFA cache limit of the pattern set.
+const PATTERN_SET_DFA_LIMIT: usize = 16 << 20;
+
+type Hasher = foldhash::fast::RandomState;
+
+/// Why indicators could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum MatcherError {
+    /// The indicators file was refused.
+    #[error(transparent)]
+    Indicators(#[from] IndicatorError),
+    /// An indicator built by hand has an invalid value.
+    #[error("indicator {index}: {problem}")]
+    Invalid {
+        /// Its position (from 0).
+        index: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The patterns together exceed the compiled size limit.
+    #[error("the patterns together are too large to compile: {0}")]
+    Patterns(#[from] regex::Error),
+}
+
+/// One indicator that matched an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match<'m> {
+    /// Position of the indicator in the file (from 0).
+    pub index: usize,
+    /// Its type.
+    pub kind: IndicatorType,
+    /// Its (normalized) value.
+    pub value: &'m str,
+    /// Its severity.
+    pub severity: Severity,
+}
+
+/// Keys mapped to the indicators having them (a key may be listed more than once).
+struct Table<K> {
+    map: HashMap<K, (u32, u32), Hasher>,
+    ids: Vec<u32>,
+}
+
+impl<K: Hash + Eq + Ord> Table<K> {
+    fn build(mut entries: Vec<(K, u32)>) -> Self {
+        entries.sort_unstable();
+        let mut map = HashMap::with_capacity_and_hasher(entries.len(), Hasher::default());
+        let mut ids = Vec::with_capacity(entries.len());
+        let mut iter = entries.into_iter().peekable();
+        while let Some((k, id)) = iter.next() {
+            let start = ids.len() as u32;
+            ids.push(id);
+            while let Some((_, id)) = iter.next_if(|(k2, _)| *k2 == k) {
+                ids.push(id);
+            }
+            map.insert(k, (start, ids.len() as u32 - start));
+        }
+        map.shrink_to_fit();
+        Table { map, ids }
+    }
+
+    fn get<Q>(&self, k: &Q) -> &[u32]
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self.map.get(k) {
+            Some(&(start, len)) => &self.ids[start as usize..(start + len) as usize],
+            None => &[],
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Indicators compiled for matching; immutable, share it (`Arc`) between event sources and
+/// swap it whole when a new TI package is imported.
+pub struct Matcher {
+    indicators: Vec<Indicator>,
+    ip4: Table<u32>,
+    ip6: Table<u128>,
+    /// (prefix length, networks of that length), longest prefix first.
+    cidr4: Vec<(u8, Table<u32>)>,
+    cidr6: Vec<(u8, Table<u128>)>,
+    domains: Table<Box<str>>,
+    sha256: Table<[u8; 32]>,
+    patterns: Option<RegexSet>,
+    /// Indicator index of each pattern of `patterns`.
+    pattern_ids: Vec<u32>,
+}
+
+impl std::fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matcher").field("indicators", &self.indicators.len()).finish_non_exhaustive()
+    }
+}
+
+/// The regex builder used for each pattern, with the size limit.
+pub(crate) fn pattern_builder(p: &str) -> RegexBuilder {
+    let mut b = RegexBuilder::new(p);
+    b.size_limit(PATTERN_SIZE_LIMIT);
+    b
+}
+
+impl Matcher {
+    /// Parses, validates and compiles an indicators file.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, MatcherError> {
+        Self::new(parse_indicators(bytes)?)
+    }
+
+    /// Compiles validated indicators (as [`parse_indicators`] returns them).
+    pub fn new(indicators: Vec<Indicator>) -> Result<Self, MatcherError> {
+        let mut ip4 = Vec::new();
+        let mut ip6 = Vec::new();
+        let mut cidr4: Vec<Vec<(u32, u32)>> = vec![Vec::new(); 33];
+        let mut cidr6: Vec<Vec<(u128, u32)>> = vec![Vec::new(); 129];
+        let mut domains = Vec::new();
+        let mut sha = Vec::new();
+        let mut patterns = Vec::new();
+        let mut pattern_ids = Vec::new();
+        for (index, ind) in indicators.iter().enumerate() {
+            let id = u32::try_from(index)
+                .map_err(|_| MatcherError::Invalid { index, problem: "too many indicators".into() })?;
+            let normalized = crate::indicators::normalize(ind.kind, &ind.value)
+                .map_err(|problem| MatcherError::Invalid { index, problem })?;
+            match ind.kind {
+                IndicatorType::Ip => match normalized.parse::<IpAddr>() {
+                    Ok(IpAddr::V4(a)) => ip4.push((u32::from(a), id)),
+                    Ok(IpAddr::V6(a)) => ip6.push((u128::from(a), id)),
+                    Err(_) => {}
+                },
+                IndicatorType::Cidr => {
+                    let (net, len) =
+                        parse_cidr(&normalized).map_err(|problem| MatcherError::Invalid { index, problem })?;
+                    match net {
+                        IpAddr::V4(a) => cidr4[usize::from(len)].push((u32::from(a), id)),
+                        IpAddr::V6(a) => cidr6[usize::from(len)].push((u128::from(a), id)),
+                    }
+                }
+                IndicatorType::Domain => domains.push((Box::<str>::from(normalized), id)),
+                IndicatorType::Sha256 => {
+                    let mut h = [0u8; 32];
+                    if let Some(h2) = hex32(normalized.as_bytes()) {
+                        h = h2;
+                    }
+                    sha.push((h, id));
+                }
+                IndicatorType::Pattern => {
+                    patterns.push(normalized);
+                    pattern_ids.push(id);
+                }
+            }
+        }
+        let patterns = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                RegexSetBuilder::new(&patterns)
+                    .size_limit(PATTERN_SET_SIZE_LIMIT)
+                    .dfa_size_limit(PATTERN_SET_DFA_LIMIT)
+                    .build()?,
+            )
+        };
+        Ok(Matcher {
+            indicators,
+            ip4: Table::build(ip4),
+            ip6: Table::build(ip6),
+            cidr4: by_prefix(cidr4),
+            cidr6: by_prefix(cidr6),
+            domains: Table::build(domains),
+            sha256: Table::build(sha),
+            patterns,
+            pattern_ids,
+        })
+    }
+
+    /// The compiled indicators, in file order.
+    pub fn indicators(&self) -> &[Indicator] {
+        &self.indicators
+    }
+
+    /// Matches one event (a JSON object, one JSON-lines line): every string value, nested ones
+    /// too, is checked against addresses, networks, domains and hashes, and the raw line
+    /// against the patterns. `out` is cleared, then receives each matching indicator once.
+    /// A line that is not a JSON object is an error and leaves `out` empty.
+    pub fn match_event<'m>(&'m self, line: &str, out: &mut Vec<Match<'m>>) -> Result<(), EventError> {
+        out.clear();
+        let mut on_string = |s: &str| self.check_str(s, out);
+        if let Err(e) = for_each_string(line, &mut on_string) {
+            out.clear();
+            return Err(e);
+        }
+        if let Some(set) = &self.patterns
+            && set.is_match(line)
+        {
+            for i in set.matches(line).iter() {
+                self.push(self.pattern_ids[i], out);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one string value (the work [`Matcher::match_event`] does for each string).
+    pub fn match_str<'m>(&'m self, s: &str, out: &mut Vec<Match<'m>>) {
+        self.check_str(s, out);
+    }
+
+    fn push<'m>(&'m self, id: u32, out: &mut Vec<Match<'m>>) {
+        let index = id as usize;
+        if out.iter().any(|m| m.index == index) {
+            return;
+        }
+        if let Some(ind) = self.indicators.get(index) {
+            out.push(Match { index, kind: ind.kind, value: &ind.value, severity: ind.severity });
+        }
+    }
+
+    fn push_all<'m>(&'m self, ids: &[u32], out: &mut Vec<Match<'m>>) {
+        for &id in ids {
+            self.push(id, out);
+        }
+    }
+
+    fn check_str<'m>(&'m self, s: &str, out: &mut Vec<Match<'m>>) {
+        let b = s.as_bytes();
+        let Some(&first) = b.first() else { return };
+        if b.len() == 64
+            && let Some(h) = hex32(b)
+        {
+            self.push_all(self.sha256.get(&h), out);
+            return;
+        }
+        if b.len() <= 64
+            && (first.is_ascii_digit() || first == b'[' || b.contains(&b':'))
+            && let Some(ip) = parse_ip(s)
+        {
+            self.check_ip(canonical_ip(ip), out);
+            return;
+        }
+        if !self.domains.is_empty() {
+            self.check_domain(url_host(s), out);
+        }
+    }
+
+    fn check_ip<'m>(&'m self, ip: IpAddr, out: &mut Vec<Match<'m>>) {
+        match ip {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.push_all(self.ip4.get(&a), out);
+                for (len, t) in &self.cidr4 {
+                    self.push_all(t.get(&mask32(a, *len)), out);
+                }
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.push_all(self.ip6.get(&a), out);
+                for (len, t) in &self.cidr6 {
+                    self.push_all(t.get(&mask128(a, *len)), out);
+                }
+            }
+        }
+    }
+
+    fn check_domain<'m>(&'m self, host: &str, out: &mut Vec<Match<'m>>) {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let hb = host.as_bytes();
+        if hb.is_empty() || hb.len() > 253 {
+            return;
+        }
+        let mut buf = [0u8; 253];
+        for (dst, &c) in buf.iter_mut().zip(hb) {
+            let c = c.to_ascii_lowercase();
+            if !(is_domain_byte(c) || c == b'.') {
+                return;
+            }
+            *dst = c;
+        }
+        let lower = &buf[..hb.len()];
+        let Ok(lower) = std::str::from_utf8(lower) else { return };
+        self.push_all(self.domains.get(lower), out);
+        for (i, c) in lower.bytes().enumerate() {
+            if c == b'.' {
+                self.push_all(self.domains.get(&lower[i + 1..]), out);
+            }
+        }
+    }
+}
+
+fn by_prefix<K: Hash + Eq + Ord>(per_len: Vec<Vec<(K, u32)>>) -> Vec<(u8, Table<K>)> {
+    let mut out: Vec<(u8, Table<K>)> = per_len
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(len, v)| (len as u8, Table::build(v)))
+        .collect();
+    out.reverse();
+    out
+}
+
+/// An address, or the address of `ADDR:PORT` / `[ADDR]:PORT`.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    s.parse::<SocketAddr>().ok().map(|sa| sa.ip())
+}
+
+/// The host of a URL (`scheme://[user@]host[:port][/...]`), or `s` itself.
+fn url_host(s: &str) -> &str {
+    let Some(at) = s.find("://") else { return s };
+    let rest = &s[at + 3..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let auth = &rest[..end];
+    let auth = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
+    auth.split_once(':').map_or(auth, |(h, _)| h)
+}
+
+/// 64 hex digits as 32 bytes.
+fn hex32(b: &[u8]) -> Option<[u8; 32]> {
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
