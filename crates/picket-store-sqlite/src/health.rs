@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use picket_domain::issues::{HealthIssueKind, IssueStatus};
 use picket_domain::{StatusContext, Timestamp};
 use picket_store::health::{
-    HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueStore, NewHealthIssue, events, outbox_payload,
-    sql as hsql,
+    Candidate, HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueStore, NewHealthIssue, events,
+    outbox_payload, sql as hsql,
 };
 use picket_store::query::SqlQuery;
 use picket_store::sql::{self, Columns, Value};
@@ -78,17 +78,22 @@ impl SqliteStore {
 
 #[async_trait]
 impl HealthIssueStore for SqliteStore {
-    async fn health_candidates(
-        &self,
-        kind: HealthIssueKind,
-        ctx: &StatusContext,
-        after_id: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<SensorRow>> {
-        let q = hsql::candidates_sql(kind, ctx, after_id, limit);
+    async fn health_candidates(&self, ctx: &StatusContext, limit: u32) -> StoreResult<Vec<Candidate>> {
+        let q = hsql::candidates_sql(ctx, limit);
         let rows =
             bind(dynamic(q.sql.clone()), values(&q)).fetch_all(&mut *self.read().await?).await.map_err(db_err)?;
-        rows.iter().map(|r| sql::decode_sensor(&Cols(r))).collect()
+        rows.iter()
+            .map(|r| {
+                let c = Cols(r);
+                let mut kinds = Vec::new();
+                for kind in HealthIssueKind::FROM_FACTS {
+                    if c.int(&hsql::flag_column(*kind))? == 1 {
+                        kinds.push(*kind);
+                    }
+                }
+                Ok(Candidate { row: sql::decode_sensor(&c)?, kinds })
+            })
+            .collect()
     }
 
     async fn open_health_issue(
@@ -111,27 +116,27 @@ impl HealthIssueStore for SqliteStore {
         Ok(Some(opened))
     }
 
-    async fn close_ended_health_issues(
-        &self,
-        kind: HealthIssueKind,
-        ctx: &StatusContext,
-    ) -> StoreResult<Vec<HealthIssue>> {
-        let ended = hsql::ended_sql(kind, ctx);
-        let ids: Vec<String> = bind(dynamic(ended.sql.clone()), values(&ended))
+    async fn close_ended_health_issues(&self, ctx: &StatusContext) -> StoreResult<Vec<HealthIssue>> {
+        let ended = hsql::ended_sql(ctx);
+        let found: Vec<(String, HealthIssueKind)> = bind(dynamic(ended.sql.clone()), values(&ended))
             .fetch_all(&mut *self.read().await?)
             .await
             .map_err(db_err)?
             .iter()
-            .map(|r| Cols(r).text("id"))
+            .map(|r| {
+                let c = Cols(r);
+                let kind = c.text("kind")?.parse().map_err(|e| StoreError::Corrupt(format!("column kind: {e}")))?;
+                Ok((c.text("id")?, kind))
+            })
             .collect::<StoreResult<_>>()?;
-        let close = hsql::auto_close_sql(kind, ctx);
         let mut closed = Vec::new();
-        for id in ids {
+        for (id, kind) in found {
+            let close = hsql::auto_close_sql(kind, ctx);
             if let Some(issue) = self.auto_close(&close, &id, ctx.now).await? {
                 closed.push(issue);
             }
         }
-        let unmute = hsql::unmute_sql(kind, ctx);
+        let unmute = hsql::unmute_sql(ctx);
         let mut tx = self.write().await?;
         bind(dynamic(unmute.sql.clone()), values(&unmute)).execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;

@@ -100,6 +100,15 @@ impl IssueCursor {
     }
 }
 
+/// A sensor the status job must open issues for, and the kinds to open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// The sensor.
+    pub row: SensorRow,
+    /// The kinds whose condition holds with no open (or operator-closed) issue of the kind.
+    pub kinds: Vec<HealthIssueKind>,
+}
+
 /// A page request for issues.
 #[derive(Debug, Clone)]
 pub struct HealthIssueQuery {
@@ -116,16 +125,11 @@ pub struct HealthIssueQuery {
 /// Health issues in storage. `Store` requires this trait, so every backend implements it.
 #[async_trait]
 pub trait HealthIssueStore: Send + Sync + 'static {
-    /// Sensors (ordered by id, after `after_id`, at most `limit`) whose `kind` condition holds
-    /// at `ctx` and that have neither an open issue of that kind nor one an operator closed
-    /// while the condition persists: the ones the status job must open an issue for.
-    async fn health_candidates(
-        &self,
-        kind: HealthIssueKind,
-        ctx: &StatusContext,
-        after_id: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<SensorRow>>;
+    /// At most `limit` sensors (in no particular order) with a kind raised from facts whose
+    /// condition holds at `ctx` and that have neither an open issue of that kind nor one an
+    /// operator closed while the condition persists: what the status job must open. One pass
+    /// over the sensors for every kind; once their issues are open they are not returned again.
+    async fn health_candidates(&self, ctx: &StatusContext, limit: u32) -> StoreResult<Vec<Candidate>>;
 
     /// Opens an issue unless one of its kind is open for the sensor, writing the
     /// `health_issue.opened` notification and the sensor's counts in the same transaction.
@@ -138,14 +142,10 @@ pub trait HealthIssueStore: Send + Sync + 'static {
         ctx: Option<&StatusContext>,
     ) -> StoreResult<Option<HealthIssue>>;
 
-    /// Closes (`closed_by = system`) the open issues of `kind` whose condition no longer holds
-    /// at `ctx`; also forgets operator closes whose condition ended, so a new start opens a new
-    /// issue. Returns the issues closed.
-    async fn close_ended_health_issues(
-        &self,
-        kind: HealthIssueKind,
-        ctx: &StatusContext,
-    ) -> StoreResult<Vec<HealthIssue>>;
+    /// Closes (`closed_by = system`) the open issues of kinds raised from facts whose condition
+    /// no longer holds at `ctx`; also forgets operator closes whose condition ended, so a new
+    /// start opens a new issue. Returns the issues closed.
+    async fn close_ended_health_issues(&self, ctx: &StatusContext) -> StoreResult<Vec<HealthIssue>>;
 
     /// Closes the open issue of `kind` of a sensor as `system` (for kinds raised by events,
     /// when the code that raised it sees the condition end). `None` if none was open.
@@ -243,22 +243,45 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
         )
     }
 
-    /// The candidates of [`HealthIssueStore::health_candidates`].
-    pub fn candidates_sql(kind: HealthIssueKind, ctx: &StatusContext, after_id: Option<&str>, limit: u32) -> SqlQuery {
+    /// The column of [`candidates_sql`] flagging `kind` (1 when it must be opened).
+    pub fn flag_column(kind: HealthIssueKind) -> String {
+        format!("open_{}", kind.as_str())
+    }
+
+    /// The candidates of [`HealthIssueStore::health_candidates`]: the sensor's columns and one
+    /// flag column per kind raised from facts ([`flag_column`]), in one pass over `sensors`.
+    pub fn candidates_sql(ctx: &StatusContext, limit: u32) -> SqlQuery {
         let mut q = SqlQuery::default();
-        let pre = prefilter(kind, ctx, &mut q);
-        let cond = condition_sql(kind, ctx, &mut q);
-        let blocked = blocked(kind, &mut q);
-        let after = match after_id {
-            Some(id) => format!(" AND id > {}", q.bind(SqlParam::Text(id.to_string()))),
-            None => String::new(),
-        };
+        let mut flags = Vec::new();
+        for kind in HealthIssueKind::FROM_FACTS {
+            let pre = prefilter(*kind, ctx, &mut q);
+            let cond = condition_sql(*kind, ctx, &mut q);
+            let blocked = blocked(*kind, &mut q);
+            flags.push((flag_column(*kind), format!("({pre} AND {cond} AND NOT {blocked})")));
+        }
+        let select: Vec<String> =
+            flags.iter().map(|(name, f)| format!("CASE WHEN {f} THEN 1 ELSE 0 END AS {name}")).collect();
+        let any: Vec<String> = flags.iter().map(|(name, _)| format!("c.{name} = 1")).collect();
         let limit = q.bind(SqlParam::Int(i64::from(limit)));
         q.sql = format!(
-            "SELECT {} FROM sensors WHERE {pre} AND {cond} AND NOT {blocked}{after} ORDER BY id LIMIT {limit}",
-            crate::query::SENSOR_COLUMNS
+            "SELECT * FROM (SELECT {}, {} FROM sensors) c WHERE {} LIMIT {limit}",
+            crate::query::SENSOR_COLUMNS,
+            select.join(", "),
+            any.join(" OR ")
         );
         q
+    }
+
+    /// `CASE <kind column> WHEN 'disconnected' THEN <condition> ... ELSE TRUE END`: the
+    /// condition of the issue's own kind (kinds raised by events always "hold").
+    fn condition_of_kind(kind_column: &str, ctx: &StatusContext, q: &mut SqlQuery) -> String {
+        let mut s = format!("(CASE {kind_column}");
+        for kind in HealthIssueKind::FROM_FACTS {
+            let cond = condition_sql(*kind, ctx, q);
+            s.push_str(&format!(" WHEN '{}' THEN {cond}", kind.as_str()));
+        }
+        s.push_str(" ELSE TRUE END)");
+        s
     }
 
     /// Inserts the issue described by [`new_issue_values`] (`$1`..`$9`) if its sensor exists,
@@ -308,14 +331,13 @@ ON CONFLICT DO NOTHING"
         first.into_iter().chain(q.params.iter().skip(n).cloned().map(Value::from)).collect()
     }
 
-    /// Open issues of `kind` whose condition no longer holds: `(id, sensor_id)`.
-    pub fn ended_sql(kind: HealthIssueKind, ctx: &StatusContext) -> SqlQuery {
+    /// Open issues whose condition no longer holds: `(id, kind)`.
+    pub fn ended_sql(ctx: &StatusContext) -> SqlQuery {
         let mut q = SqlQuery::default();
-        let k = q.bind(SqlParam::Text(kind.as_str().to_string()));
-        let cond = condition_sql(kind, ctx, &mut q);
+        let cond = condition_of_kind("h.kind", ctx, &mut q);
         q.sql = format!(
-            "SELECT h.id, h.sensor_id FROM health_issues h WHERE h.status = 'open' AND h.kind = {k} \
-AND NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = h.sensor_id AND {cond}) ORDER BY h.id"
+            "SELECT h.id, h.kind FROM health_issues h WHERE h.status = 'open' \
+AND NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = h.sensor_id AND {cond})"
         );
         q
     }
@@ -333,13 +355,12 @@ WHERE id = $1 AND status = 'open' AND NOT EXISTS (SELECT 1 FROM sensors WHERE se
         q
     }
 
-    /// Forgets operator closes of `kind` whose condition ended.
-    pub fn unmute_sql(kind: HealthIssueKind, ctx: &StatusContext) -> SqlQuery {
+    /// Forgets operator closes whose condition ended.
+    pub fn unmute_sql(ctx: &StatusContext) -> SqlQuery {
         let mut q = SqlQuery::default();
-        let k = q.bind(SqlParam::Text(kind.as_str().to_string()));
-        let cond = condition_sql(kind, ctx, &mut q);
+        let cond = condition_of_kind("health_issues.kind", ctx, &mut q);
         q.sql = format!(
-            "UPDATE health_issues SET muted = FALSE WHERE kind = {k} AND muted \
+            "UPDATE health_issues SET muted = FALSE WHERE muted \
 AND NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = health_issues.sensor_id AND {cond})"
         );
         q
@@ -532,13 +553,17 @@ mod tests {
             outdated_below: None,
             watching_since: Timestamp(0),
         };
+        for q in [sql::candidates_sql(&c, 10), sql::ended_sql(&c), sql::unmute_sql(&c)] {
+            let n = q.params.len();
+            assert!(q.sql.contains(&format!("${n}")) && !q.sql.contains(&format!("${}", n + 1)), "{}", q.sql);
+        }
         for k in HealthIssueKind::ALL {
             let q = sql::insert_issue_sql(*k, Some(&c));
             let n = q.params.len();
             assert!(n >= 9);
             assert!(!q.sql.contains(&format!("${}", n + 1)), "{k}: {}", q.sql);
-            let q = sql::candidates_sql(*k, &c, Some("x"), 10);
-            assert!(q.sql.contains(&format!("${}", q.params.len())));
+            let q = sql::auto_close_sql(*k, &c);
+            assert!(!q.sql.contains(&format!("${}", q.params.len() + 1)));
         }
     }
 }

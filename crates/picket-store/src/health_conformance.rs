@@ -136,20 +136,15 @@ async fn create_sub(store: &Arc<dyn Store>) {
     store.create_subscription(&sub, &audit("subscription.create")).await.expect("create_subscription");
 }
 
-/// Every sensor whose `kind` condition holds and that has no blocking issue, all pages.
+/// Every sensor whose `kind` condition holds and that has no blocking issue.
 async fn all_candidates(store: &Arc<dyn Store>, kind: HealthIssueKind, c: &StatusContext) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.health_candidates(kind, c, after.as_deref(), 37).await.expect("health_candidates");
-        for r in &page {
-            assert!(out.insert(r.id.clone()), "{kind}: candidate {} listed twice", r.id);
-        }
-        match page.last() {
-            Some(last) if page.len() == 37 => after = Some(last.id.clone()),
-            _ => return out,
-        }
+    let page = store.health_candidates(c, 100_000).await.expect("health_candidates");
+    let ids: BTreeSet<&str> = page.iter().map(|cand| cand.row.id.as_str()).collect();
+    assert_eq!(ids.len(), page.len(), "a sensor is listed once");
+    for cand in &page {
+        assert!(!cand.kinds.is_empty(), "{} listed without a kind", cand.row.id);
     }
+    page.into_iter().filter(|cand| cand.kinds.contains(&kind)).map(|cand| cand.row.id).collect()
 }
 
 fn issue_for(row: &SensorRow, kind: HealthIssueKind, id: &str, c: &StatusContext) -> NewHealthIssue {
@@ -195,14 +190,10 @@ pub async fn health_conditions_agree_with_the_domain(store: Arc<dyn Store>) {
             assert!(opened.expect("open_health_issue").is_some(), "unconditional open of {kind}");
         }
     }
+    let all_closed = store.close_ended_health_issues(&c).await.expect("close_ended_health_issues");
     for kind in HealthIssueKind::FROM_FACTS {
-        let closed: BTreeSet<String> = store
-            .close_ended_health_issues(*kind, &c)
-            .await
-            .expect("close_ended_health_issues")
-            .into_iter()
-            .map(|i| i.sensor_id)
-            .collect();
+        let closed: BTreeSet<String> =
+            all_closed.iter().filter(|i| i.kind == *kind).map(|i| i.sensor_id.clone()).collect();
         let expected: BTreeSet<String> =
             rows.iter().filter(|r| !condition_holds(*kind, &health_facts(r), &c)).map(|r| r.id.clone()).collect();
         assert_eq!(closed, expected, "{kind}: auto-closed sensors");
@@ -274,15 +265,16 @@ fn at(minutes_after_now: i64) -> StatusContext {
     StatusContext { now: Timestamp(NOW.0 + minutes_after_now * MIN), ..ctx() }
 }
 
-/// Runs one tick of the job for `disconnected` the way `picket-server` does.
+/// Runs one tick of the job the way `picket-server` does.
 async fn tick(store: &Arc<dyn Store>, c: &StatusContext, id_prefix: &str) -> (usize, usize) {
-    let kind = HealthIssueKind::Disconnected;
-    let closed = store.close_ended_health_issues(kind, c).await.expect("close_ended").len();
+    let closed = store.close_ended_health_issues(c).await.expect("close_ended").len();
     let mut opened = 0;
-    for (i, row) in store.health_candidates(kind, c, None, 100).await.expect("candidates").iter().enumerate() {
-        let issue = issue_for(row, kind, &format!("{id_prefix}-{i}"), c);
-        if store.open_health_issue(&issue, Some(c)).await.expect("open").is_some() {
-            opened += 1;
+    for (i, cand) in store.health_candidates(c, 100).await.expect("candidates").iter().enumerate() {
+        for kind in &cand.kinds {
+            let issue = issue_for(&cand.row, *kind, &format!("{id_prefix}-{i}-{kind}"), c);
+            if store.open_health_issue(&issue, Some(c)).await.expect("open").is_some() {
+                opened += 1;
+            }
         }
     }
     (opened, closed)

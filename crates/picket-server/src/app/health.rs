@@ -3,16 +3,16 @@
 //!
 //! The job runs in every `picket serve` replica every `health_check_every`. Each tick derives
 //! one `StatusContext` (the same clock, timings and `watching_since` as the sensor list, so a
-//! restarted server gives every sensor a full grace period before any issue opens), then per
-//! kind: closes the open issues whose condition ended, and opens issues for the sensors the
-//! store selects with the condition's SQL (only those whose condition started: never a scan
-//! in Rust of the whole fleet). Replicas running it at once cannot duplicate an issue (the
+//! restarted server gives every sensor a full grace period before any issue opens), closes
+//! the open issues whose condition ended, and opens issues for the sensors the store selects
+//! with the conditions' SQL in one pass over the sensors for all kinds (only those whose
+//! condition started come back: the fleet is never loaded into Rust). Replicas running it at once cannot duplicate an issue (the
 //! store's partial unique index decides).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use picket_domain::issues::{HealthIssueKind, describe};
+use picket_domain::issues::describe;
 use picket_proto::ListPage;
 use picket_proto::health::HealthIssueView;
 use picket_store::HealthIssue;
@@ -128,23 +128,26 @@ impl App {
     }
 
     /// One tick of the status job: auto-closes the issues whose condition ended and opens
-    /// issues for the sensors whose condition started, for every kind raised from facts.
+    /// issues for the sensors whose condition started, for every kind raised from facts (one
+    /// pass over the sensors for all kinds).
     pub async fn check_health(&self) -> AppResult<HealthTick> {
         let ctx = self.status_context().await?;
         let mut tick = HealthTick::default();
-        for kind in HealthIssueKind::FROM_FACTS {
-            for issue in self.store.close_ended_health_issues(*kind, &ctx).await? {
-                tracing::info!(issue = %issue.id, sensor = %issue.sensor_name, kind = %issue.kind, "health issue closed: condition ended");
-                tick.closed += 1;
-            }
-            let mut after: Option<String> = None;
-            loop {
-                let batch = self.store.health_candidates(*kind, &ctx, after.as_deref(), HEALTH_BATCH).await?;
-                for row in &batch {
-                    let text = describe(*kind, &health_facts(row), &ctx);
+        for issue in self.store.close_ended_health_issues(&ctx).await? {
+            tracing::info!(issue = %issue.id, sensor = %issue.sensor_name, kind = %issue.kind, "health issue closed: condition ended");
+            tick.closed += 1;
+        }
+        // Each batch's issues are opened before the next is read, so the store (which skips
+        // sensors whose issues are open) moves on; stop if a batch opened nothing (all raced).
+        loop {
+            let batch = self.store.health_candidates(&ctx, HEALTH_BATCH).await?;
+            let mut opened = 0;
+            for cand in &batch {
+                for kind in &cand.kinds {
+                    let text = describe(*kind, &health_facts(&cand.row), &ctx);
                     let new = NewHealthIssue {
                         id: new_uuid(),
-                        sensor_id: row.id.clone(),
+                        sensor_id: cand.row.id.clone(),
                         kind: *kind,
                         opened_at: ctx.now,
                         title: text.title,
@@ -155,13 +158,13 @@ impl App {
                     if let Some(issue) = self.store.open_health_issue(&new, Some(&ctx)).await? {
                         let level = issue.severity;
                         tracing::info!(issue = %issue.id, sensor = %issue.sensor_name, kind = %issue.kind, severity = %level, detail = %issue.detail, "health issue opened");
-                        tick.opened += 1;
+                        opened += 1;
                     }
                 }
-                match batch.last() {
-                    Some(last) if batch.len() == HEALTH_BATCH as usize => after = Some(last.id.clone()),
-                    _ => break,
-                }
+            }
+            tick.opened += opened;
+            if batch.len() < HEALTH_BATCH as usize || opened == 0 {
+                break;
             }
         }
         Ok(tick)
@@ -169,26 +172,31 @@ impl App {
 }
 
 /// Runs the status job every `every` until `stop` turns true; a failed tick is logged and
-/// retried on the next one (the store's constraints make a half-done tick harmless).
+/// retried on the next one (the store's constraints make a half-done tick harmless). A tick
+/// that takes long (a million sensors on a busy SQLite) is followed by a pause of twice its
+/// length, so the job never takes more than a third of a core from the server.
 pub fn spawn(
     app: Arc<App>,
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let started = std::time::Instant::now();
+            match app.check_health().await {
+                Ok(t) if t.opened + t.closed > 0 => tracing::debug!(
+                    opened = t.opened,
+                    closed = t.closed,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "health check"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "health check failed; retrying on the next tick"),
+            }
+            let took = started.elapsed();
+            metrics::histogram!("picket_health_check_seconds").record(took.as_secs_f64());
             tokio::select! {
-                _ = tick.tick() => {
-                    let started = std::time::Instant::now();
-                    match app.check_health().await {
-                        Ok(t) if t.opened + t.closed > 0 => tracing::debug!(opened = t.opened, closed = t.closed, took_ms = started.elapsed().as_millis() as u64, "health check"),
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "health check failed; retrying on the next tick"),
-                    }
-                    metrics::histogram!("picket_health_check_seconds").record(started.elapsed().as_secs_f64());
-                }
+                _ = tokio::time::sleep(every.max(took * 2)) => {}
                 _ = stop.changed() => break,
             }
         }
