@@ -66,10 +66,17 @@ pub struct Journal {
     /// The step under way.
     #[serde(default)]
     pub step: Step,
-    /// The last grant whose outcome was reported (never handled twice).
+    /// The last grant whose outcome was reported.
     #[serde(default)]
     pub last_update_id: Option<String>,
+    /// The latest grants whose outcome was reported (at most `HANDLED_KEPT`): a grant is
+    /// never carried out twice, even if a stale `grant.json` names it again.
+    #[serde(default)]
+    pub handled: Vec<String>,
 }
+
+/// How many handled grant ids the journal remembers.
+pub const HANDLED_KEPT: usize = 32;
 
 impl Journal {
     /// A journal for a fresh install of `version`.
@@ -81,6 +88,7 @@ impl Journal {
             entrypoints: BTreeMap::from([(version.to_string(), entrypoint.to_string())]),
             step: Step::Idle,
             last_update_id: None,
+            handled: Vec::new(),
         }
     }
 
@@ -96,6 +104,21 @@ impl Journal {
     /// Writes it atomically.
     pub fn save(&self, layout: &Layout) -> anyhow::Result<()> {
         write_json(&layout.journal(), self)
+    }
+
+    /// Whether the grant `id` was carried out already.
+    pub fn was_handled(&self, id: &str) -> bool {
+        self.last_update_id.as_deref() == Some(id) || self.handled.iter().any(|h| h == id)
+    }
+
+    /// Records that the grant `id` was carried out.
+    pub fn mark_handled(&mut self, id: &str) {
+        self.last_update_id = Some(id.to_string());
+        if !self.handled.iter().any(|h| h == id) {
+            self.handled.push(id.to_string());
+        }
+        let extra = self.handled.len().saturating_sub(HANDLED_KEPT);
+        self.handled.drain(..extra);
     }
 
     /// The entry point of `version`.

@@ -139,7 +139,7 @@ impl Supervisor {
         if let Err(e) = write_json(&self.shared.report(), &r) {
             tracing::error!(error = format!("{e:#}"), "cannot write report.json");
         }
-        self.journal.last_update_id = Some(grant_id.to_string());
+        self.journal.mark_handled(grant_id);
         self.journal.step = Step::Idle;
         self.save_journal();
     }
@@ -317,7 +317,7 @@ impl Supervisor {
                 return;
             }
         };
-        if self.journal.last_update_id.as_deref() == Some(grant.update_id.as_str()) {
+        if self.journal.was_handled(&grant.update_id) {
             return;
         }
         let reported: Option<UpdateReport> = read_json(&self.shared.report()).ok().flatten();

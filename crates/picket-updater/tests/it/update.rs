@@ -99,6 +99,7 @@ async fn updates(backend: Backend) {
     std::fs::write(inst.join("journal.json"), serde_json::to_vec(&j).unwrap()).unwrap();
     std::os::unix::fs::symlink("1.0.0", inst.join("current.tmp")).unwrap();
     std::fs::rename(inst.join("current.tmp"), inst.join("current")).unwrap();
+    write_grant(&inst, "upd_rb2", "1.0.0", "", 0, "rollback");
     let mut up = UpdaterProcess::start(&inst, &[]);
     let r = report_for(&inst, "upd_rb2").await;
     assert_eq!(r["outcome"], "succeeded", "{r} {}", up.log());
