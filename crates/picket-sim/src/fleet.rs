@@ -32,11 +32,13 @@ pub struct SimSensor {
     pub identity: SimIdentity,
     /// Its TLS session memory.
     pub sessions: Arc<SessionSlot>,
+    /// The configuration version it applied (kept across runs, as a sensor keeps its state).
+    pub applied: std::sync::atomic::AtomicI64,
 }
 
 impl SimSensor {
     fn new(id: String, name: String, identity: SimIdentity) -> SimSensor {
-        SimSensor { id, name, identity, sessions: Arc::new(SessionSlot::default()) }
+        SimSensor { id, name, identity, sessions: Arc::new(SessionSlot::default()), applied: Default::default() }
     }
 }
 

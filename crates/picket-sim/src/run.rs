@@ -162,7 +162,7 @@ async fn beat(
 
 async fn sensor_loop(s: Arc<SimSensor>, ctx: Arc<Ctx>, first: Instant, mut rng: u64, mut halt: watch::Receiver<bool>) {
     let mut open: Option<Open> = None;
-    let mut applied = 0i64;
+    let mut applied = s.applied.load(Ordering::Relaxed);
     let mut body = heartbeat_body(&ctx, applied);
     let mut next = first;
     let mut first_beat = true;
@@ -179,6 +179,7 @@ async fn sensor_loop(s: Arc<SimSensor>, ctx: Arc<Ctx>, first: Instant, mut rng: 
             Ok(changed) => {
                 ctx.stats.ok(t0.elapsed());
                 if changed {
+                    s.applied.store(applied, Ordering::Relaxed);
                     body = heartbeat_body(&ctx, applied);
                 }
                 false
