@@ -9,9 +9,10 @@
 mod first_run;
 mod health;
 mod identity;
-mod rotation;
 mod notify;
 mod releases;
+mod rollouts;
+mod rotation;
 mod users;
 
 use std::time::Duration;

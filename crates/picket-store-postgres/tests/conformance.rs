@@ -17,6 +17,7 @@ picket_store::portal_conformance_tests!(fresh_store().await);
 picket_store::release_conformance_tests!(fresh_store().await);
 picket_store::identity_conformance_tests!(fresh_store().await);
 picket_store::health_conformance_tests!(fresh_store().await);
-picket_store::first_run_conformance_tests!(fresh_store().await);
 picket_store::notify_conformance_tests!(fresh_store().await);
+picket_store::first_run_conformance_tests!(fresh_store().await);
 picket_store::rotation_conformance_tests!(fresh_store().await);
+picket_store::rollout_conformance_tests!(fresh_store().await);

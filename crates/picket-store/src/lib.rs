@@ -6,9 +6,9 @@
 
 pub mod conformance;
 pub mod error;
+pub mod first_run;
 pub mod health;
 pub mod health_conformance;
-pub mod first_run;
 pub mod identity;
 pub mod identity_conformance;
 pub mod model;
@@ -16,6 +16,8 @@ pub mod notify;
 pub mod notify_conformance;
 pub mod query;
 pub mod releases;
+pub mod rollouts;
+pub mod rollouts_conformance;
 pub mod rotation;
 pub mod rotation_conformance;
 pub mod sql;
@@ -25,14 +27,15 @@ use async_trait::async_trait;
 use picket_domain::{StatusContext, Timestamp, Version};
 
 pub use error::{StoreError, StoreResult};
-pub use health::{HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueStore, NewHealthIssue};
 pub use first_run::{FirstRunStore, TokenSwap};
+pub use health::{HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueStore, NewHealthIssue};
 pub use identity::{ActivationError, Heartbeat, SensorIdentityStore};
 pub use model::*;
 pub use notify::NotificationStore;
 pub use rotation::{CertRotationStore, CertState, RotationError};
 pub use query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValue};
 pub use releases::{PublishError, Release, ReleaseStore};
+pub use rollouts::RolloutStore;
 pub use users::{PortalStore, Session, User};
 
 /// A sensor row with the value of the sort column, so the caller can build the next cursor.
@@ -47,7 +50,7 @@ pub struct ListedSensor {
 /// Everything Picket persists. Mutations take an `Audit` and write it in the same
 /// transaction, so the audit log cannot miss a change that happened.
 #[async_trait]
-pub trait Store: SensorIdentityStore + PortalStore + FirstRunStore + NotificationStore + CertRotationStore + ReleaseStore + HealthIssueStore + Send + Sync + 'static {
+pub trait Store: SensorIdentityStore + PortalStore + FirstRunStore + CertRotationStore + NotificationStore + HealthIssueStore + ReleaseStore + RolloutStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`), for logs and `/healthz`.
     fn backend(&self) -> &'static str;
 

@@ -1,0 +1,176 @@
+//! PostgreSQL implementation of `RolloutStore`, with the SQL shared in
+//! `picket_store::rollouts::sql`. Grant decisions lock the current rollout row (`FOR UPDATE`),
+//! so decisions of several replicas on one database are serialised.
+
+use async_trait::async_trait;
+use picket_domain::rollout::RolloutPolicy;
+use picket_domain::{Timestamp, Version};
+use picket_store::StoreResult;
+use picket_store::rollouts::{Grant, Rollout, RolloutStore, plan_grants, sql};
+
+use crate::{Cols, PgStore, db_err, dynamic};
+
+const LOCK_CURRENT: &str =
+    "SELECT version, started_at, paused, failures FROM rollouts ORDER BY version_key DESC LIMIT 1 FOR UPDATE";
+
+#[async_trait]
+impl RolloutStore for PgStore {
+    async fn start_rollout(&self, version: Version, now: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(sql::INSERT_ROLLOUT)
+            .bind(version.to_string())
+            .bind(version.key())
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn current_rollout(&self) -> StoreResult<Option<Rollout>> {
+        let row = sqlx::query(sql::SELECT_CURRENT).fetch_optional(&mut *self.read().await?).await.map_err(db_err)?;
+        row.map(|r| sql::decode_rollout(&Cols(&r))).transpose()
+    }
+
+    async fn decide_grants(&self, policy: RolloutPolicy, deadline_ms: i64, now: Timestamp) -> StoreResult<Vec<Grant>> {
+        let mut tx = self.write().await?;
+        let Some(row) = sqlx::query(LOCK_CURRENT).fetch_optional(&mut *tx).await.map_err(db_err)? else {
+            return Ok(Vec::new());
+        };
+        let rollout = sql::decode_rollout(&Cols(&row))?;
+        let Some(pkg) = sqlx::query(sql::SELECT_PACKAGE)
+            .bind(rollout.version.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(Vec::new());
+        };
+        let pkg = Cols(&pkg);
+        let package = (
+            picket_store::sql::Columns::opt_text(&pkg, "sha256")?.unwrap_or_default(),
+            u64::try_from(picket_store::sql::Columns::int(&pkg, "size")?).unwrap_or(0),
+        );
+        let rows = sqlx::query(sql::SELECT_CANDIDATES)
+            .bind(rollout.version.to_string())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let candidates = rows.iter().map(|r| sql::decode_candidate(&Cols(r))).collect::<StoreResult<Vec<_>>>()?;
+        let grants = plan_grants(&rollout, package, &candidates, policy, deadline_ms, now)?;
+        for g in &grants {
+            sqlx::query(sql::INSERT_GRANT)
+                .bind(g.update_id.clone())
+                .bind(g.rollout_version.to_string())
+                .bind(g.sensor_id.clone())
+                .bind(g.version.clone())
+                .bind(g.action.clone())
+                .bind(g.sha256.clone())
+                .bind(g.size as i64)
+                .bind(g.granted_at.0)
+                .bind(g.deadline.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query(sql::SET_UPDATE_STATE)
+                .bind(g.sensor_id.clone())
+                .bind("updating")
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(grants)
+    }
+
+    async fn open_grant(&self, sensor_id: &str) -> StoreResult<Option<Grant>> {
+        let row = dynamic(sql::select_open_grant())
+            .bind(sensor_id.to_string())
+            .fetch_optional(&mut *self.read().await?)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| sql::decode_grant(&Cols(&r))).transpose()
+    }
+
+    async fn rollout_grants(&self, version: Version) -> StoreResult<Vec<Grant>> {
+        let rows = dynamic(sql::select_rollout_grants())
+            .bind(version.to_string())
+            .fetch_all(&mut *self.read().await?)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| sql::decode_grant(&Cols(r))).collect()
+    }
+
+    async fn finish_grant(
+        &self,
+        sensor_id: &str,
+        update_id: &str,
+        succeeded: bool,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(sql::FINISH_GRANT)
+            .bind(update_id.to_string())
+            .bind(sensor_id.to_string())
+            .bind(if succeeded { "succeeded" } else { "failed" })
+            .bind(now.0)
+            .bind(error.map(str::to_string))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let row = dynamic(sql::select_grant()).bind(update_id.to_string()).fetch_one(&mut *tx).await.map_err(db_err)?;
+        let grant = sql::decode_grant(&Cols(&row))?;
+        sqlx::query(sql::SET_UPDATE_STATE)
+            .bind(sensor_id.to_string())
+            .bind(if succeeded { "idle" } else { "failed" })
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if !succeeded {
+            sqlx::query(sql::COUNT_FAILURE)
+                .bind(grant.rollout_version.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn expire_grants(&self, now: Timestamp) -> StoreResult<Vec<Grant>> {
+        let rows =
+            dynamic(sql::select_expired()).bind(now.0).fetch_all(&mut *self.read().await?).await.map_err(db_err)?;
+        let expired = rows.iter().map(|r| sql::decode_grant(&Cols(r))).collect::<StoreResult<Vec<_>>>()?;
+        let mut failed = Vec::new();
+        for g in expired {
+            if self
+                .finish_grant(&g.sensor_id, &g.update_id, false, Some("no clearance before the deadline"), now)
+                .await?
+            {
+                failed.push(g);
+            }
+        }
+        Ok(failed)
+    }
+
+    async fn set_rollout_paused(&self, paused: bool) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let Some(row) = sqlx::query(LOCK_CURRENT).fetch_optional(&mut *tx).await.map_err(db_err)? else {
+            return Ok(false);
+        };
+        let rollout = sql::decode_rollout(&Cols(&row))?;
+        sqlx::query(sql::SET_PAUSED)
+            .bind(rollout.version.to_string())
+            .bind(i64::from(paused))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,222 @@
+//! What rollout orchestration persists: one `rollouts` row per release that became current
+//! (paused flag, failure count) and the `update_grants` given to sensors (migration 0009).
+//! Grant decisions run in one transaction that locks the rollout row (`FOR UPDATE` on
+//! PostgreSQL, the single writer on SQLite) and apply the pure rules of
+//! `picket_domain::rollout`, so several replicas never grant more than the concurrency.
+//! Reports finish a grant at most once (by `update_id`).
+
+use async_trait::async_trait;
+use picket_domain::rollout::{Candidate, GrantState, RolloutPolicy, delayed_ring_due, is_paused, next_grants};
+use picket_domain::{Timestamp, Version};
+
+use crate::sql::Columns;
+use crate::{StoreError, StoreResult};
+
+/// A rollout as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollout {
+    /// The release it rolls out.
+    pub version: Version,
+    /// When it started (the release became current).
+    pub started_at: Timestamp,
+    /// Paused by an operator or by failures.
+    pub paused: bool,
+    /// Failed grants counted since the start or the last resume.
+    pub failures: u32,
+}
+
+/// One update grant as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Its id (`upd_...`).
+    pub update_id: String,
+    /// The rollout it belongs to.
+    pub rollout_version: Version,
+    /// The sensor it was given to.
+    pub sensor_id: String,
+    /// The version to run.
+    pub version: String,
+    /// `update` or `rollback`.
+    pub action: String,
+    /// SHA-256 (hex) of the package (empty for a rollback).
+    pub sha256: String,
+    /// Size of the package in bytes.
+    pub size: u64,
+    /// When it was given.
+    pub granted_at: Timestamp,
+    /// Past this with no clearance it fails.
+    pub deadline: Timestamp,
+    /// `granted`, `succeeded` or `failed`.
+    pub state: String,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Rollouts and update grants in storage.
+#[async_trait]
+pub trait RolloutStore: Send + Sync {
+    /// Starts the rollout of `version` at `now` unless it exists; whether it was created.
+    async fn start_rollout(&self, version: Version, now: Timestamp) -> StoreResult<bool>;
+    /// The newest rollout.
+    async fn current_rollout(&self) -> StoreResult<Option<Rollout>>;
+    /// In one transaction locking the current rollout row: applies the rules and stores the
+    /// new grants (deadline `now + deadline_ms`), marking those sensors `updating`.
+    async fn decide_grants(&self, policy: RolloutPolicy, deadline_ms: i64, now: Timestamp) -> StoreResult<Vec<Grant>>;
+    /// The sensor's open grant.
+    async fn open_grant(&self, sensor_id: &str) -> StoreResult<Option<Grant>>;
+    /// Every grant of the rollout of `version`.
+    async fn rollout_grants(&self, version: Version) -> StoreResult<Vec<Grant>>;
+    /// Finishes the open grant `update_id` of `sensor_id` (succeeded: sensor `idle`; failed:
+    /// sensor `failed`, rollout failures + 1). False when it is unknown or already finished.
+    async fn finish_grant(
+        &self,
+        sensor_id: &str,
+        update_id: &str,
+        succeeded: bool,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Fails every open grant past its deadline at `now`; the grants failed.
+    async fn expire_grants(&self, now: Timestamp) -> StoreResult<Vec<Grant>>;
+    /// Pauses or resumes the current rollout (resume clears the failure count); false when
+    /// there is none.
+    async fn set_rollout_paused(&self, paused: bool) -> StoreResult<bool>;
+}
+
+/// The SQL both backends share for rollouts (`$N` dialect).
+pub mod sql {
+    use super::*;
+
+    /// Creates a rollout unless it exists.
+    pub const INSERT_ROLLOUT: &str = "INSERT INTO rollouts (version, version_key, started_at, paused, failures) \
+VALUES ($1, $2, $3, 0, 0) ON CONFLICT (version) DO NOTHING";
+    /// The newest rollout.
+    pub const SELECT_CURRENT: &str =
+        "SELECT version, started_at, paused, failures FROM rollouts ORDER BY version_key DESC LIMIT 1";
+    /// The release row (package) of a version.
+    pub const SELECT_PACKAGE: &str = "SELECT sha256, size FROM releases WHERE version = $1";
+    /// Eligible sensors and their latest grant state in rollout `$1`.
+    pub const SELECT_CANDIDATES: &str = "SELECT s.id, CASE WHEN s.delayed_update THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS delayed, \
+s.version, (SELECT g.state FROM update_grants g WHERE g.sensor_id = s.id AND g.rollout_version = $1 \
+ORDER BY g.granted_at DESC LIMIT 1) AS grant_state FROM sensors s \
+WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL";
+    /// Stores a grant.
+    pub const INSERT_GRANT: &str = "INSERT INTO update_grants (update_id, rollout_version, sensor_id, version, \
+action, sha256, size, granted_at, deadline, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'granted')";
+    /// Sets a sensor's update state.
+    pub const SET_UPDATE_STATE: &str = "UPDATE sensors SET update_state = $2 WHERE id = $1";
+    /// Columns of a grant.
+    pub const GRANT_COLUMNS: &str = "update_id, rollout_version, sensor_id, version, action, sha256, size, \
+granted_at, deadline, state, error";
+    /// Finishes an open grant.
+    pub const FINISH_GRANT: &str = "UPDATE update_grants SET state = $3, finished_at = $4, error = $5 \
+WHERE update_id = $1 AND sensor_id = $2 AND state = 'granted'";
+    /// Counts a failure.
+    pub const COUNT_FAILURE: &str = "UPDATE rollouts SET failures = failures + 1 WHERE version = $1";
+    /// Pauses or resumes.
+    pub const SET_PAUSED: &str = "UPDATE rollouts SET paused = $2, failures = CASE WHEN $2 = 0 THEN 0 ELSE failures END \
+WHERE version = $1";
+
+    /// The open grant of a sensor.
+    pub fn select_open_grant() -> String {
+        format!("SELECT {GRANT_COLUMNS} FROM update_grants WHERE sensor_id = $1 AND state = 'granted'")
+    }
+    /// A grant by id.
+    pub fn select_grant() -> String {
+        format!("SELECT {GRANT_COLUMNS} FROM update_grants WHERE update_id = $1")
+    }
+    /// Every grant of a rollout.
+    pub fn select_rollout_grants() -> String {
+        format!("SELECT {GRANT_COLUMNS} FROM update_grants WHERE rollout_version = $1 ORDER BY granted_at, sensor_id")
+    }
+    /// Open grants past their deadline.
+    pub fn select_expired() -> String {
+        format!("SELECT {GRANT_COLUMNS} FROM update_grants WHERE state = 'granted' AND deadline < $1")
+    }
+
+    fn version(s: &str) -> StoreResult<Version> {
+        s.parse().map_err(|e| StoreError::Corrupt(format!("column version: {e}")))
+    }
+
+    /// Decodes a rollout row.
+    pub fn decode_rollout(r: &impl Columns) -> StoreResult<Rollout> {
+        Ok(Rollout {
+            version: version(&r.text("version")?)?,
+            started_at: Timestamp(r.int("started_at")?),
+            paused: r.int("paused")? != 0,
+            failures: u32::try_from(r.int("failures")?).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Decodes a grant row.
+    pub fn decode_grant(r: &impl Columns) -> StoreResult<Grant> {
+        Ok(Grant {
+            update_id: r.text("update_id")?,
+            rollout_version: version(&r.text("rollout_version")?)?,
+            sensor_id: r.text("sensor_id")?,
+            version: r.text("version")?,
+            action: r.text("action")?,
+            sha256: r.text("sha256")?,
+            size: u64::try_from(r.int("size")?).unwrap_or(0),
+            granted_at: Timestamp(r.int("granted_at")?),
+            deadline: Timestamp(r.int("deadline")?),
+            state: r.text("state")?,
+            error: r.opt_text("error")?,
+        })
+    }
+
+    /// Decodes a candidate row.
+    pub fn decode_candidate(r: &impl Columns) -> StoreResult<Candidate> {
+        let grant = match r.opt_text("grant_state")?.as_deref() {
+            None => GrantState::None,
+            Some("granted") => GrantState::Granted,
+            Some("succeeded") => GrantState::Succeeded,
+            Some(_) => GrantState::Failed,
+        };
+        Ok(Candidate {
+            sensor_id: r.text("id")?,
+            eligible: true,
+            delayed: r.int("delayed")? != 0,
+            version: r.opt_text("version")?.and_then(|v| v.parse().ok()),
+            grant,
+        })
+    }
+}
+
+/// The grants to give now in `rollout` (package `sha256`/`size`) among `candidates`.
+pub fn plan_grants(
+    rollout: &Rollout,
+    package: (String, u64),
+    candidates: &[Candidate],
+    policy: RolloutPolicy,
+    deadline_ms: i64,
+    now: Timestamp,
+) -> StoreResult<Vec<Grant>> {
+    let paused = is_paused(rollout.paused, rollout.failures, policy.max_failures);
+    let due = delayed_ring_due(rollout.started_at, now, policy.delay_ring_after_ms);
+    next_grants(candidates, rollout.version, policy, paused, due)
+        .into_iter()
+        .map(|sensor_id| {
+            Ok(Grant {
+                update_id: new_update_id()?,
+                rollout_version: rollout.version,
+                sensor_id,
+                version: rollout.version.to_string(),
+                action: "update".to_string(),
+                sha256: package.0.clone(),
+                size: package.1,
+                granted_at: now,
+                deadline: Timestamp(now.0.saturating_add(deadline_ms)),
+                state: "granted".to_string(),
+                error: None,
+            })
+        })
+        .collect()
+}
+
+/// A fresh random update id (`upd_` + 16 hex bytes).
+pub fn new_update_id() -> StoreResult<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| StoreError::Backend(format!("OS random numbers: {e}")))?;
+    Ok(format!("upd_{}", hex::encode(b)))
+}

@@ -1,0 +1,183 @@
+//! The conformance suite of `RolloutStore`: grants go one at a time (normal ring first, the
+//! delayed ring only once due), never two at once even when decided concurrently, reports
+//! finish a grant exactly once, a failure pauses the rollout until resumed, and deadlines
+//! fail open grants. Backends run it with
+//! `picket_store::rollout_conformance_tests!(fresh_store().await)`.
+
+use std::sync::Arc;
+
+use picket_domain::rollout::RolloutPolicy;
+use picket_domain::{Mode, SensorType, ServiceStatus, Timestamp, UpdateState, Version};
+
+use crate::releases::conformance::release;
+use crate::{Audit, Heartbeat, NewSensor, Scope, Store};
+
+/// Expands into one `#[tokio::test]` per rollout conformance function (see
+/// `conformance_tests!` for `$make`).
+#[macro_export]
+macro_rules! rollout_conformance_tests {
+    ($make:expr) => {
+        $crate::rollout_conformance_tests!(@each $make;
+            rollout_grants_one_at_a_time_then_the_delayed_ring,
+            concurrent_decisions_never_exceed_the_concurrency,
+            failures_pause_and_deadlines_fail,
+        );
+    };
+    (@each $make:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, _guard) = $make;
+                $crate::rollouts_conformance::$name(store).await;
+            }
+        )+
+    };
+}
+
+const MIN: i64 = 60_000;
+const NOW: Timestamp = Timestamp(1_800_000_000_000);
+const DELAY: i64 = 60 * MIN;
+
+fn audit(action: &str) -> Audit {
+    Audit { actor: "token:test".to_string(), action: action.to_string(), at: NOW }
+}
+
+fn policy(concurrency: u32) -> RolloutPolicy {
+    RolloutPolicy { concurrency, max_failures: 1, delay_ring_after_ms: DELAY }
+}
+
+/// An activated cloud-connected sensor `id` running 1.0.0.
+async fn sensor(store: &Arc<dyn Store>, id: &str, delayed: bool) {
+    let s = NewSensor {
+        id: id.to_string(),
+        name: format!("S-{id}"),
+        sensor_type: SensorType::DomainController,
+        domain: "corp.example.com".to_string(),
+        subscription: "default".to_string(),
+        site: String::new(),
+        zone: "default".to_string(),
+        tags: Vec::new(),
+        mode: Mode::CloudConnected,
+        auto_ti_updates: false,
+        description: String::new(),
+        capture_setting: None,
+        delayed_update: delayed,
+        created_at: Timestamp(NOW.0 - 10 * MIN),
+    };
+    store.create_sensor(&s, &audit("sensor.onboard")).await.expect("create_sensor");
+    let hash = format!("hash-{id}");
+    store
+        .set_activation_token(id, &Scope::All, &hash, Timestamp(NOW.0 + DELAY), &audit("sensor.token"))
+        .await
+        .expect("token");
+    store.activate_sensor(id, &hash, &format!("fp-{id}"), NOW).await.expect("activate");
+    beat(store, id, "1.0.0").await;
+}
+
+async fn beat(store: &Arc<dyn Store>, id: &str, version: &str) {
+    let hb = Heartbeat {
+        sensor_id: id.to_string(),
+        at: NOW,
+        service_status: ServiceStatus::Running,
+        version: Some(version.parse::<Version>().expect("fixture version")),
+        config_version_applied: 0,
+        ti_version: None,
+        service_started_at: None,
+        rss_bytes: None,
+        cpu_permille: None,
+    };
+    store.record_heartbeats(&[hb]).await.expect("heartbeat");
+}
+
+async fn published(store: &Arc<dyn Store>, version: &str) -> Version {
+    let r = release(version, b"package bytes");
+    store.publish_release(&r, b"package bytes", &audit("release.publish")).await.expect("publish");
+    assert!(store.start_rollout(r.version, NOW).await.expect("start"));
+    assert!(!store.start_rollout(r.version, NOW).await.expect("start again"), "a rollout starts once");
+    r.version
+}
+
+async fn update_state(store: &Arc<dyn Store>, id: &str) -> UpdateState {
+    store.get_sensor(id, &Scope::All).await.expect("get").expect("exists").update_state
+}
+
+/// Three normal sensors get grants in turn, each only after the previous one succeeded;
+/// the delayed two wait for the delay; a report is applied once.
+pub async fn rollout_grants_one_at_a_time_then_the_delayed_ring(store: Arc<dyn Store>) {
+    for (id, delayed) in [("a", false), ("b", false), ("c", false), ("d", true), ("e", true)] {
+        sensor(&store, id, delayed).await;
+    }
+    let target = published(&store, "1.1.0").await;
+    let mut t = NOW;
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        let grants = store.decide_grants(policy(1), 30 * MIN, t).await.expect("decide");
+        assert_eq!(grants.len(), 1, "one grant at {order:?}");
+        let g = &grants[0];
+        assert_eq!((g.version.as_str(), g.action.as_str(), g.deadline), ("1.1.0", "update", Timestamp(t.0 + 30 * MIN)));
+        assert!(!g.sha256.is_empty());
+        assert_eq!(store.open_grant(&g.sensor_id).await.expect("open"), Some(g.clone()));
+        assert_eq!(update_state(&store, &g.sensor_id).await, UpdateState::Updating);
+        assert!(store.decide_grants(policy(1), 30 * MIN, t).await.expect("decide").is_empty(), "nothing while open");
+        assert!(store.finish_grant(&g.sensor_id, &g.update_id, true, None, t).await.expect("finish"));
+        assert!(!store.finish_grant(&g.sensor_id, &g.update_id, true, None, t).await.expect("again"), "idempotent");
+        assert_eq!(update_state(&store, &g.sensor_id).await, UpdateState::Idle);
+        assert_eq!(store.open_grant(&g.sensor_id).await.expect("open"), None);
+        beat(&store, &g.sensor_id, "1.1.0").await;
+        order.push(g.sensor_id.clone());
+        if order.len() == 3 {
+            assert!(
+                store.decide_grants(policy(1), 30 * MIN, t).await.expect("decide").is_empty(),
+                "delayed ring waits"
+            );
+            t = Timestamp(NOW.0 + DELAY);
+        }
+    }
+    assert_eq!(order, ["a", "b", "c", "d", "e"]);
+    assert!(store.decide_grants(policy(1), 30 * MIN, t).await.expect("decide").is_empty());
+    let grants = store.rollout_grants(target).await.expect("grants");
+    assert_eq!(grants.len(), 5);
+    assert!(grants.iter().all(|g| g.state == "succeeded"));
+}
+
+/// Many concurrent decisions at concurrency 1 grant exactly one sensor.
+pub async fn concurrent_decisions_never_exceed_the_concurrency(store: Arc<dyn Store>) {
+    for id in ["a", "b", "c", "d"] {
+        sensor(&store, id, false).await;
+    }
+    published(&store, "1.1.0").await;
+    let decisions = (0..8).map(|_| store.decide_grants(policy(1), 30 * MIN, NOW));
+    let mut total = 0;
+    for r in futures_util::future::join_all(decisions).await {
+        total += r.expect("decide").len();
+    }
+    assert_eq!(total, 1, "concurrency 1 allows one open grant");
+    let total2: usize = store.decide_grants(policy(3), 30 * MIN, NOW).await.expect("decide").len();
+    assert_eq!(total2, 2, "concurrency 3 tops up to three");
+}
+
+/// A failed report marks the sensor failed and pauses the rollout until resumed; a grant
+/// past its deadline fails once.
+pub async fn failures_pause_and_deadlines_fail(store: Arc<dyn Store>) {
+    for id in ["a", "b", "c"] {
+        sensor(&store, id, false).await;
+    }
+    published(&store, "1.1.0").await;
+    let g = store.decide_grants(policy(1), 30 * MIN, NOW).await.expect("decide").remove(0);
+    assert!(store.finish_grant(&g.sensor_id, &g.update_id, false, Some("bad signature"), NOW).await.expect("fail"));
+    assert_eq!(update_state(&store, &g.sensor_id).await, UpdateState::Failed);
+    let r = store.current_rollout().await.expect("current").expect("exists");
+    assert_eq!(r.failures, 1);
+    assert!(store.decide_grants(policy(1), 30 * MIN, NOW).await.expect("decide").is_empty(), "paused by the failure");
+    assert!(store.set_rollout_paused(false).await.expect("resume"));
+    let g2 = store.decide_grants(policy(1), 30 * MIN, NOW).await.expect("decide").remove(0);
+    assert_ne!(g2.sensor_id, g.sensor_id, "a failed sensor is not retried");
+    assert!(store.expire_grants(Timestamp(NOW.0 + 30 * MIN)).await.expect("expire").is_empty(), "not yet");
+    let expired = store.expire_grants(Timestamp(NOW.0 + 31 * MIN)).await.expect("expire");
+    assert_eq!(expired.iter().map(|g| g.update_id.as_str()).collect::<Vec<_>>(), [g2.update_id.as_str()]);
+    assert!(store.expire_grants(Timestamp(NOW.0 + 32 * MIN)).await.expect("expire").is_empty(), "once");
+    assert_eq!(update_state(&store, &g2.sensor_id).await, UpdateState::Failed);
+    assert!(!store.finish_grant(&g2.sensor_id, &g2.update_id, true, None, NOW).await.expect("late"), "too late");
+    assert!(store.set_rollout_paused(true).await.expect("pause"));
+    assert!(store.current_rollout().await.expect("current").expect("exists").paused);
+}
