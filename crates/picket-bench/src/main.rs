@@ -4,9 +4,11 @@
 //! throughput (seed the store first with `picket seed --sensors 1000000 ...`).
 //! `picket-bench heartbeats`: heartbeats/s from simulated sensors over mutual TLS, beside a
 //! bare hyper + rustls server (`bare`, run as the hidden `bare-server` subcommand).
+//! `picket-bench ti`: events/s of the `picket-ti` detection engine on one thread.
 
 mod bare;
 mod heartbeats;
+mod ti;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -37,6 +39,8 @@ struct Cli {
 enum Cmd {
     /// Heartbeats/s over mutual TLS from simulated sensors, Picket beside a bare server.
     Heartbeats(heartbeats::HeartbeatArgs),
+    /// Events/s of the picket-ti detection engine against generated indicators, one thread.
+    Ti(ti::TiArgs),
     /// The bare hyper + rustls server (started by `heartbeats`).
     #[command(hide = true)]
     BareServer {
@@ -271,6 +275,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let args = match cli.cmd {
         Some(Cmd::Heartbeats(a)) => return heartbeats::run(a).await,
+        Some(Cmd::Ti(a)) => return ti::run(a),
         Some(Cmd::BareServer { data_dir, listen }) => return bare::serve(&data_dir, &listen).await,
         None => cli.args,
     };
