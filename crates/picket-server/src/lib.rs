@@ -143,9 +143,10 @@ pub async fn serve(
         router = make(prepared.app.clone()).merge(router);
     }
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let notifier = notify::spawn(prepared.app.clone(), stop_rx.clone());
     let every = prepared.app.config().health_check_every;
     let health = app::health::spawn(prepared.app.clone(), every, stop_rx.clone());
-    let notifier = notify::spawn(prepared.app.clone(), stop_rx.clone());
+    let rollouts = app::rollouts::spawn(prepared.app.clone(), Duration::from_secs(1), stop_rx.clone());
     let upkeep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -160,5 +161,6 @@ pub async fn serve(
     let _ = upkeep.await;
     let _ = notifier.await;
     let _ = health.await;
+    let _ = rollouts.await;
     result
 }

@@ -13,6 +13,7 @@ mod first_run;
 pub mod health;
 mod identity;
 pub mod releases;
+pub mod rollouts;
 pub(crate) mod rotation;
 mod sensors;
 pub(crate) mod users;

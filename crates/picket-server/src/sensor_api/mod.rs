@@ -106,7 +106,9 @@ async fn heartbeat(
     AuthedSensor(sensor): AuthedSensor,
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
-    Ok(Json(state.app.sensor_heartbeat(&sensor, &req, &state.batcher)?))
+    let mut answer = state.app.sensor_heartbeat(&sensor, &req, &state.batcher)?;
+    answer.update = state.app.rollout_heartbeat(&sensor, &req).await?;
+    Ok(Json(answer))
 }
 
 async fn config(
