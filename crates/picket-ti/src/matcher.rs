@@ -105,6 +105,8 @@ pub struct Matcher {
     cidr4: Vec<(u8, Table<u32>)>,
     cidr6: Vec<(u8, Table<u128>)>,
     domains: Table<Box<str>>,
+    /// Whether some domain indicator has one label (then dotless strings are probed too).
+    single_label_domains: bool,
     sha256: Table<[u8; 32]>,
     patterns: Option<RegexSet>,
     /// Indicator index of each pattern of `patterns`.
@@ -183,7 +185,9 @@ impl Matcher {
                     .build()?,
             )
         };
+        let single_label_domains = domains.iter().any(|(d, _)| !d.contains('.'));
         Ok(Matcher {
+            single_label_domains,
             indicators,
             ip4: Table::build(ip4),
             ip6: Table::build(ip6),
@@ -259,7 +263,7 @@ impl Matcher {
             self.check_ip(canonical_ip(ip), out);
             return;
         }
-        if !self.domains.is_empty() {
+        if !self.domains.is_empty() && (self.single_label_domains || b.contains(&b'.')) {
             self.check_domain(url_host(s), out);
         }
     }
@@ -323,6 +327,9 @@ fn by_prefix<K: Hash + Eq + Ord>(per_len: Vec<Vec<(K, u32)>>) -> Vec<(u8, Table<
 fn parse_ip(s: &str) -> Option<IpAddr> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(ip);
+    }
+    if !s.contains(':') {
+        return None;
     }
     s.parse::<SocketAddr>().ok().map(|sa| sa.ip())
 }

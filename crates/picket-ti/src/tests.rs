@@ -75,6 +75,14 @@ fn domain_matches_itself_and_subdomains_case_insensitively() {
 }
 
 #[test]
+fn single_label_domain_matches_dotless_strings() {
+    let m = matcher(&[("domain", "intranet"), ("domain", "evil.com")]);
+    assert_eq!(check(&m, r#"{"host": "INTRANET"}"#), ["intranet"]);
+    assert_eq!(check(&m, r#"{"host": "a.intranet"}"#), ["intranet"]);
+    assert_eq!(check(&m, r#"{"host": "intranets"}"#), Vec::<String>::new());
+}
+
+#[test]
 fn sha256_matches_any_case() {
     let m = matcher(&[("sha256", &SHA.to_uppercase())]);
     assert_eq!(check(&m, &format!(r#"{{"hash": "{SHA}"}}"#)), [SHA]);
