@@ -52,6 +52,15 @@ pub async fn fetch_resumable(client: &reqwest::Client, url: &str, part: &Path, c
     }
     let mut resp = req.send().await.with_context(|| format!("GET {url}"))?;
     let status = resp.status().as_u16();
+    if status == 206 {
+        let range = resp.headers().get(reqwest::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !range.starts_with(&format!("bytes {have}-")) {
+            let _ = std::fs::remove_file(part);
+            return Err(FetchError::Other(anyhow::anyhow!(
+                "the server resumed at {range:?}, not at byte {have}; restarting the download"
+            )));
+        }
+    }
     let mut file = match status {
         206 => std::fs::OpenOptions::new().append(true).open(part).context("opening the partial download")?,
         200 => std::fs::File::create(part).context("creating the download")?,

@@ -2,7 +2,7 @@
 //! control plane grants): a downgrade is refused, an update switches `current` and the sensor
 //! reports the new version, a version that crashes on start is rolled back automatically, an
 //! operator rollback returns to the previous version on disk, and the updater killed with
-//! SIGKILL during extraction and right after the switch recovers to a working sensor.
+//! SIGKILL during the download, during extraction and right after the switch recovers to a working sensor.
 
 use std::path::Path;
 use std::time::Duration;
@@ -127,6 +127,26 @@ async fn updates(backend: Backend) {
     assert!(r["error"].as_str().unwrap().contains("exited on start"), "{r}");
     assert_eq!(current(&inst).as_deref(), Some("1.0.0"));
     reports_version(&server, &id, "1.0.0").await;
+
+    // SIGKILL during the download: half the package is in `downloads/`, the journal says
+    // `downloading`; the restarted updater resumes it with `Range` and finishes the update.
+    up.kill9();
+    let p5 = package(&server.key, "5.0.0", dir);
+    let r5 = server.publish(&p5).await;
+    let sha5 = r5["sha256"].as_str().unwrap().to_string();
+    let bytes = std::fs::read(&p5).unwrap();
+    std::fs::create_dir_all(inst.join("downloads")).unwrap();
+    std::fs::write(inst.join(format!("downloads/{sha5}.part")), &bytes[..bytes.len() / 2]).unwrap();
+    let mut j: Value = serde_json::from_slice(&std::fs::read(inst.join("journal.json")).unwrap()).unwrap();
+    j["step"] = serde_json::json!({"step": "downloading", "update_id": "upd_5", "version": "5.0.0"});
+    std::fs::write(inst.join("journal.json"), serde_json::to_vec(&j).unwrap()).unwrap();
+    write_grant(&inst, "upd_5", "5.0.0", &sha5, bytes.len() as u64, "update");
+    let mut up = UpdaterProcess::start(&inst, &[]);
+    let r = report_for(&inst, "upd_5").await;
+    assert_eq!(r["outcome"], "succeeded", "{r} {}", up.log());
+    assert_eq!(current(&inst).as_deref(), Some("5.0.0"));
+    assert!(!inst.join(format!("downloads/{sha5}.part")).exists());
+    reports_version(&server, &id, "5.0.0").await;
     up.stop();
 }
 
