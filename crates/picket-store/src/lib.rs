@@ -32,10 +32,10 @@ pub use health::{HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueSt
 pub use identity::{ActivationError, Heartbeat, SensorIdentityStore};
 pub use model::*;
 pub use notify::NotificationStore;
-pub use rotation::{CertRotationStore, CertState, RotationError};
 pub use query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValue};
 pub use releases::{PublishError, Release, ReleaseStore};
 pub use rollouts::RolloutStore;
+pub use rotation::{CertRotationStore, CertState, RotationError};
 pub use users::{PortalStore, Session, User};
 
 /// A sensor row with the value of the sort column, so the caller can build the next cursor.
@@ -50,7 +50,19 @@ pub struct ListedSensor {
 /// Everything Picket persists. Mutations take an `Audit` and write it in the same
 /// transaction, so the audit log cannot miss a change that happened.
 #[async_trait]
-pub trait Store: SensorIdentityStore + PortalStore + FirstRunStore + CertRotationStore + NotificationStore + HealthIssueStore + ReleaseStore + RolloutStore + Send + Sync + 'static {
+pub trait Store:
+    SensorIdentityStore
+    + PortalStore
+    + FirstRunStore
+    + CertRotationStore
+    + NotificationStore
+    + HealthIssueStore
+    + ReleaseStore
+    + RolloutStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Which backend this is (`sqlite`, `postgres`), for logs and `/healthz`.
     fn backend(&self) -> &'static str;
 

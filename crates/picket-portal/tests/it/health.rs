@@ -3,8 +3,8 @@
 //! kind and status in the URL; and a viewer, who sees no buttons and whose forms are refused.
 
 use picket_domain::issues::HealthIssueKind;
-use picket_store::health::NewHealthIssue;
 use picket_store::SensorRow;
+use picket_store::health::NewHealthIssue;
 use picket_testkit::server::TestServer;
 use reqwest::Method;
 use serde_json::Value;

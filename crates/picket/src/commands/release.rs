@@ -153,7 +153,7 @@ fn keygen(a: KeygenArgs) -> anyhow::Result<()> {
 
 fn read_secret(path: &Path) -> anyhow::Result<SecretKey> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading the key {}", path.display()))?;
-    Ok(SecretKey::from_pem(&text).with_context(|| format!("reading the key {}", path.display()))?)
+    SecretKey::from_pem(&text).with_context(|| format!("reading the key {}", path.display()))
 }
 
 fn sign(a: SignArgs) -> anyhow::Result<()> {
