@@ -16,7 +16,6 @@ pub mod identity;
 pub mod rotate;
 pub mod run;
 pub mod state;
-pub mod updates;
 
 /// The version this build reports unless `--version` says otherwise.
 pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
