@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use picket_domain::rollout::{RolloutPolicy, heartbeat_clears};
-use picket_domain::{Version, rollout};
+use picket_domain::{UpdateState, Version, rollout};
 use picket_proto::sensor::HeartbeatRequest;
 use picket_proto::updates::{UpdateAction, UpdateGrant, UpdateOutcome};
 use picket_store::SensorRow;
@@ -63,6 +63,12 @@ impl App {
                     .finish_grant(&sensor.id, &report.update_id, succeeded, report.error.as_deref(), now)
                     .await?;
             }
+        }
+        // The hot path: a sensor holds a grant only while its `update_state` is `updating` (set in
+        // the granting transaction), so the others need no read. The row may come from the 2 s
+        // authentication cache: a fresh grant then reaches the sensor one heartbeat later.
+        if sensor.update_state != UpdateState::Updating && req.update_report.is_none() {
+            return Ok(None);
         }
         let Some(open) = self.store().open_grant(&sensor.id).await? else { return Ok(None) };
         let granted: Option<Version> = open.version.parse().ok();
