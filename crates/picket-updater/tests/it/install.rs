@@ -33,7 +33,11 @@ async fn install_and_run(backend: Backend) {
     })
     .await;
     assert!(v["last_seen_at"].is_string(), "{v}");
-    assert_eq!(update_file(&inst, "service").unwrap()["service_status"], "running");
+    // The updater marks the service running a moment after the sensor's first contact.
+    wait_for(Duration::from_secs(30), "service.json says running", async || {
+        update_file(&inst, "service").filter(|s| s["service_status"] == "running")
+    })
+    .await;
     // A sensor that dies is restarted.
     let pid = sensor_pid(&inst).expect("a sensor runs");
     std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
