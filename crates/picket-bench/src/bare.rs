@@ -65,6 +65,7 @@ async fn answer(req: Request<Incoming>, fp: Arc<str>) -> Result<Response<Full<By
         desired_version: None,
         server_time: now(),
         update: None,
+        ti: None,
     };
     reply(StatusCode::OK, serde_json::to_vec(&resp).unwrap_or_default())
 }

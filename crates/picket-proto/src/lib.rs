@@ -8,6 +8,7 @@ pub mod api;
 pub mod health;
 pub mod releases;
 pub mod sensor;
+pub mod ti;
 pub mod time;
 pub mod updates;
 pub mod users;

@@ -6,6 +6,7 @@ use picket_domain::{Mode, ServiceStatus, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::SensorConfig;
+use crate::ti::TiOffer;
 use crate::updates::{UpdateGrant, UpdateReport};
 
 /// `POST /sensor/v1/activate`: the one call made before the certificate is pinned.
@@ -94,6 +95,9 @@ pub struct HeartbeatResponse {
     /// The sensor's open update grant, re-sent until a report with its `update_id` arrives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateGrant>,
+    /// A newer TI package for a sensor with `auto_ti_updates` (see `ti::TiOffer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ti: Option<TiOffer>,
 }
 
 /// `GET /sensor/v1/config`: the sensor's configuration.

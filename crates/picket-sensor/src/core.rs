@@ -152,6 +152,7 @@ mod tests {
             desired_version: None,
             server_time: Timestamp(0),
             update: None,
+            ti: None,
         }
     }
 

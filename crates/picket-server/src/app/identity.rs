@@ -161,6 +161,7 @@ impl App {
             desired_version: None,
             server_time: now,
             update: None,
+            ti: None,
         })
     }
 
