@@ -1,7 +1,9 @@
 //! Signed release packages of Picket: Ed25519 keys (`keys`), building and signing a package
 //! from a directory (`build`), verifying one against trusted keys (`verify`), and extracting
 //! it safely (`extract`). Used by `picket release`, by the control plane when a package is
-//! published, and by `picket-updater` before it installs one.
+//! published, and by `picket-updater` before it installs one. Threat-intelligence packages
+//! (`ti`: `picket ti`, the control plane, `picket-sensor`) use the same keys with their own
+//! entries and signature context.
 //!
 //! A package is an uncompressed tar holding exactly, in this order, `manifest.json` (a
 //! `picket_proto::releases::Manifest`), `manifest.sig` (the Ed25519 signature of
@@ -18,6 +20,7 @@ mod build;
 pub mod error;
 mod extract;
 pub mod keys;
+pub mod ti;
 mod verify;
 
 pub use build::{BuildOptions, build};
@@ -25,6 +28,7 @@ pub use error::{PackageError, Result};
 pub use extract::{check_payload, extract, extract_file};
 pub use keys::{PublicKey, SecretKey};
 pub use picket_proto::releases::{MANIFEST_FORMAT, Manifest, ManifestFile};
+pub use ti::{TiBuildOptions, TiLimits, TiManifest, VerifiedTi, build_ti, verify_ti, verify_ti_file, write_ti};
 pub use verify::{Verified, verify, verify_file};
 
 /// Name of the manifest entry.
