@@ -5,13 +5,16 @@
 //! its own session (never another sensor's: the session carries the identity).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use rustls::client::{ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue, WebPkiServerVerifier};
+use rustls::client::{
+    ClientSessionStore, ResolvesClientCert, Tls12ClientSessionValue, Tls13ClientSessionValue, WebPkiServerVerifier,
+};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, NamedGroup, RootCertStore};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, NamedGroup, RootCertStore, SignatureScheme};
 
 use crate::SimError;
 use crate::identity::SimIdentity;
@@ -68,21 +71,50 @@ impl Target {
     }
 
     /// A client configuration presenting `identity`, resuming sessions from `sessions`.
+    ///
+    /// rustls resumes a session only under the same verifier and the same client-certificate
+    /// resolver (by pointer), so the resolver is made once per sensor and kept in its slot.
     pub fn client_config(
         &self,
         identity: &SimIdentity,
         sessions: Arc<SessionSlot>,
     ) -> Result<Arc<ClientConfig>, SimError> {
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone()));
+        let resolver = match sessions.resolver.get() {
+            Some(r) => r.clone(),
+            None => {
+                let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone()));
+                let key = self
+                    .provider
+                    .key_provider
+                    .load_private_key(key)
+                    .map_err(|e| SimError::Setup(format!("the sensor key: {e}")))?;
+                let certified = CertifiedKey::new(vec![CertificateDer::from(identity.cert_der.clone())], key);
+                let made: Arc<dyn ResolvesClientCert> = Arc::new(OneCert(Arc::new(certified)));
+                sessions.resolver.get_or_init(|| made).clone()
+            }
+        };
         let mut config = ClientConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| SimError::Setup(format!("TLS versions: {e}")))?
             .with_webpki_verifier(self.verifier.clone())
-            .with_client_auth_cert(vec![CertificateDer::from(identity.cert_der.clone())], key)
-            .map_err(|e| SimError::Setup(format!("the sensor certificate: {e}")))?;
+            .with_client_cert_resolver(resolver);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.resumption = rustls::client::Resumption::store(sessions);
         Ok(Arc::new(config))
+    }
+}
+
+/// A sensor's one certificate, always presented.
+#[derive(Debug)]
+struct OneCert(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for OneCert {
+    fn resolve(&self, _: &[&[u8]], sigschemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        self.0.key.choose_scheme(sigschemes).map(|_| self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -92,6 +124,8 @@ impl Target {
 #[derive(Debug, Default)]
 pub struct SessionSlot {
     inner: Mutex<SlotInner>,
+    /// The sensor's certificate resolver, shared by all its connections (see `client_config`).
+    resolver: OnceLock<Arc<dyn ResolvesClientCert>>,
 }
 
 #[derive(Debug, Default)]

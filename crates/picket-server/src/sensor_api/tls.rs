@@ -142,6 +142,12 @@ pub fn server_config(tls: &SensorTls) -> Result<Arc<rustls::ServerConfig>, Serve
         .with_single_cert(chain, key)
         .map_err(|e| tls_err("the listener certificate", e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Stateless TLS 1.3 session tickets (keys rotate every 6 hours, kept in memory only): a
+    // sensor that reconnects resumes without a certificate signature and verification on
+    // either side, which is what makes a fleet of reconnecting sensors cheap. A resumed
+    // session carries the client certificate it was made with, so the fingerprint check below
+    // (and revocation) applies to it exactly as to a full handshake.
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| tls_err("TLS session tickets", e))?;
     Ok(Arc::new(config))
 }
 

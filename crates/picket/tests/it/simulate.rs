@@ -56,11 +56,37 @@ fn check_simulate(server: &Server) {
     }
 }
 
+/// Sensors that cannot keep a connection open reconnect for every heartbeat; the sensor
+/// listener's session tickets let them resume instead of making a full mutual-TLS handshake.
+fn check_resumption(server: &Server) {
+    let run = server.cli(&[
+        "simulate",
+        "--sensors",
+        "2",
+        "--max-connections",
+        "0",
+        "--interval",
+        "300ms",
+        "--duration",
+        "2s",
+        "--prefix",
+        "resume-",
+        "--json",
+    ]);
+    let summary = run.json();
+    assert_eq!(summary["errors"], 0, "{summary}");
+    let (connects, resumed) =
+        (summary["connects"].as_u64().expect("connects"), summary["resumed"].as_u64().expect("resumed"));
+    assert!(connects >= 4, "every heartbeat makes a connection: {summary}");
+    assert!(resumed >= connects - 2, "all but each sensor's first connection resume a session: {summary}");
+}
+
 #[test]
 fn simulate_onboards_activates_and_heartbeats_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &dir.path().join("data"), Some(ADMIN_TOKEN), 0);
     check_simulate(&server);
+    check_resumption(&server);
     let bad = server.cli_as(Some("pkt_not_a_token"), &["simulate", "--sensors", "1", "--duration", "1s"]);
     assert_eq!(bad.code(), 4, "a refused token exits 4: {}", bad.stderr());
     assert!(bad.stderr().contains("refused the API token"), "{}", bad.stderr());
