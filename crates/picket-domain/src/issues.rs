@@ -131,6 +131,13 @@ impl HealthIssueKind {
         }
     }
 
+    /// Whether an operator's close keeps it closed while its condition persists (kinds whose
+    /// condition the status job watches: those raised from facts, and `ti_stale`, which the
+    /// job raises and closes from the published TI packages); other kinds are events.
+    pub fn muted_by_operator_close(self) -> bool {
+        HealthIssueKind::FROM_FACTS.contains(&self) || self == HealthIssueKind::TiStale
+    }
+
     /// The sensor status this kind mirrors, if it is one of the status rules.
     pub fn mirrored_status(self) -> Option<SensorStatus> {
         use HealthIssueKind::*;

@@ -212,7 +212,7 @@ impl HealthIssueStore for PgStore {
             .bind(id.to_string())
             .bind(a.at.0)
             .bind(a.actor.clone())
-            .bind(HealthIssueKind::FROM_FACTS.contains(&before.kind))
+            .bind(before.kind.muted_by_operator_close())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;

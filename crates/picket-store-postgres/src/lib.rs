@@ -13,6 +13,7 @@ mod notify;
 mod releases;
 mod rollouts;
 mod rotation;
+mod ti_packages;
 mod users;
 
 use std::time::Duration;

@@ -21,3 +21,4 @@ picket_store::notify_conformance_tests!(fresh_store().await);
 picket_store::first_run_conformance_tests!(fresh_store().await);
 picket_store::rotation_conformance_tests!(fresh_store().await);
 picket_store::rollout_conformance_tests!(fresh_store().await);
+picket_store::ti_package_conformance_tests!(fresh_store().await);

@@ -12,6 +12,7 @@ mod notify;
 mod releases;
 mod rollouts;
 mod rotation;
+mod ti_packages;
 mod users;
 
 use std::path::Path;

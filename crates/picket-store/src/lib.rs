@@ -21,6 +21,7 @@ pub mod rollouts_conformance;
 pub mod rotation;
 pub mod rotation_conformance;
 pub mod sql;
+pub mod ti_packages;
 pub mod users;
 
 use async_trait::async_trait;
@@ -36,6 +37,7 @@ pub use query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValue};
 pub use releases::{PublishError, Release, ReleaseStore};
 pub use rollouts::RolloutStore;
 pub use rotation::{CertRotationStore, CertState, RotationError};
+pub use ti_packages::{TiPackage, TiPackageStore, TiPublishError};
 pub use users::{PortalStore, Session, User};
 
 /// A sensor row with the value of the sort column, so the caller can build the next cursor.
@@ -59,6 +61,7 @@ pub trait Store:
     + HealthIssueStore
     + ReleaseStore
     + RolloutStore
+    + TiPackageStore
     + Send
     + Sync
     + 'static
