@@ -4,16 +4,18 @@
 //! later removed (the store creates the first user only into a users table that never held
 //! one, so two racing submissions cannot both win either). The
 //! bootstrap token is revoked and replaced by a new admin token shown once
-//! (`App::create_first_admin`).
+//! (`App::create_first_admin`). Wrong tokens are counted per client address (an IPv6 /64)
+//! and a client with too many in 15 minutes gets 429 without its token being checked.
 
 use askama::Template;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use picket_domain::user::MIN_PASSWORD_LEN;
-use picket_server::app::AppError;
+use picket_server::app::{AppError, FirstRunClient, FirstRunError};
 use picket_server::auth::session::{authenticate_session, sign_in};
 
 use crate::PortalState;
@@ -47,6 +49,17 @@ fn form_page(username: String, error: String) -> SetupPage {
     SetupPage { chrome: Chrome::anonymous(), username, error, min_password: MIN_PASSWORD_LEN }
 }
 
+/// The client's IP address, when the listener records it (`picket_server::serve` does).
+pub struct Peer(Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|ConnectInfo(a)| a.ip())))
+    }
+}
+
 /// `GET /setup`.
 pub async fn form(State(state): State<PortalState>) -> PortalResult<Response> {
     if !state.app.first_run_pending().await? {
@@ -58,6 +71,7 @@ pub async fn form(State(state): State<PortalState>) -> PortalResult<Response> {
 /// `POST /setup`: token, username, password twice.
 pub async fn submit(
     State(state): State<PortalState>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     jar: CookieJar,
     Form(f): Form<Vec<(String, String)>>,
@@ -75,17 +89,21 @@ pub async fn submit(
         let page = form_page(username, "the two passwords differ: type the same password twice".to_string());
         return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
-    let created = match state.app.create_first_admin(token, &username, password.clone()).await {
+    let client = FirstRunClient::new(peer);
+    let created = match state.app.create_first_admin(&client, token, &username, password.clone()).await {
         Ok(c) => c,
-        Err(AppError::Conflict(_)) => return Err(gone()),
-        Err(e @ (AppError::Validation(_) | AppError::Forbidden(_))) => {
+        Err(FirstRunError::App(AppError::Conflict(_))) => return Err(gone()),
+        Err(e @ FirstRunError::TooManyGuesses) => {
+            return render_status(StatusCode::TOO_MANY_REQUESTS, &form_page(username, e.to_string()));
+        }
+        Err(FirstRunError::App(e @ (AppError::Validation(_) | AppError::Forbidden(_)))) => {
             let status = match e {
                 AppError::Forbidden(_) => StatusCode::FORBIDDEN,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             return render_status(status, &form_page(username, e.to_string()));
         }
-        Err(e) => return Err(e.into()),
+        Err(FirstRunError::App(e)) => return Err(e.into()),
     };
     let session = sign_in(&state.app, &created.username, &password).await.map_err(|e| match e {
         picket_server::auth::session::SignInError::App(a) => PortalError::App(a),

@@ -156,7 +156,9 @@ pub async fn serve(
             }
         }
     });
-    let result = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(shutdown).await;
+    // With the peer address, so the portal can count wrong first-run tokens per client.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = upkeep.await;
     let _ = notifier.await;

@@ -1,7 +1,8 @@
 //! The first run: with no portal user, `/` and `/login` lead to `/setup`, where the holder of
 //! the bootstrap token creates the first admin; the bootstrap token is then revoked and
 //! replaced by a new one shown once, and the page is gone for good. Two racing submissions
-//! make one admin. And the session cookie's attributes, plain and behind TLS.
+//! make one admin; wrong tokens are limited per client. And the session cookie's attributes,
+//! plain and behind TLS.
 
 use std::sync::Arc;
 
@@ -203,4 +204,55 @@ async fn session_cookie_attributes_plain_behind_a_tls_proxy_and_with_secure_cook
     let session = secure.split(';').next().unwrap().to_string();
     let page = http.get(format!("{base}/sensors")).header("cookie", &session).send().await.unwrap();
     assert_eq!(page.status().as_u16(), 200, "the secure cookie signs in");
+}
+
+/// A wrong-token submission from `from` (a loopback address the client binds to).
+async fn setup_post_from(srv: &TestServer, from: &str, token: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let resp = client
+        .post(srv.url("/setup"))
+        .form(&[("token", token), ("username", "root"), ("password", PASSWORD), ("password2", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn wrong_tokens_are_limited_per_client(srv: TestServer) {
+    const WRONG: &str = "pkt_guess_000000000000000000000000000000";
+    for n in 0..picket_domain::user::SIGN_IN_FAILURE_LIMIT {
+        let (status, page) = setup_post_from(&srv, "127.0.0.1", WRONG).await;
+        assert_eq!(status, 403, "wrong token {n}: {page}");
+        assert!(page.contains("not the bootstrap token"), "{page}");
+    }
+    let (status, page) = setup_post_from(&srv, "127.0.0.1", WRONG).await;
+    assert_eq!(status, 429, "{page}");
+    assert!(page.contains("id=\"setup-error\"") && page.contains("too many wrong tokens"), "{page}");
+    assert!(page.contains("value=\"root\""), "the form keeps the username: {page}");
+    // Even the right token is not checked while the client is locked out.
+    let (status, _) = setup_post_from(&srv, "127.0.0.1", &srv.admin_token).await;
+    assert_eq!(status, 429);
+    assert!(srv.store.list_users().await.unwrap().is_empty());
+    // Another client has its own count.
+    let (status, page) = setup_post_from(&srv, "127.0.0.2", WRONG).await;
+    assert_eq!(status, 403, "{page}");
+    // The window passes: the first client may try again, and the right token works.
+    srv.clock.advance(std::time::Duration::from_millis(picket_domain::user::SIGN_IN_WINDOW_MS as u64 + 1000));
+    let (status, page) = setup_post_from(&srv, "127.0.0.1", &srv.admin_token).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(srv.store.list_users().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_first_run_tokens_are_limited_per_client_sqlite() {
+    wrong_tokens_are_limited_per_client(TestServer::start_sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_first_run_tokens_are_limited_per_client_postgres() {
+    wrong_tokens_are_limited_per_client(TestServer::start_postgres().await).await;
 }

@@ -25,7 +25,7 @@ use picket_store::Store;
 
 pub use admin::AuditPage;
 pub use error::{AppError, AppResult};
-pub use first_run::{FirstAdmin, REPLACEMENT_DESCRIPTION};
+pub use first_run::{FirstAdmin, FirstRunClient, FirstRunError, REPLACEMENT_DESCRIPTION};
 pub use identity::{HEARTBEAT_FLUSH_EVERY, HeartbeatBatcher, SensorAuthError};
 pub use sensors::{ListRequest, SensorBatches, sensor_view};
 
