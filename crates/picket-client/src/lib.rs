@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod params;
 mod releases;
+mod rollouts;
 mod users;
 mod webhooks;
 

@@ -7,6 +7,7 @@ pub mod activation;
 pub mod api;
 pub mod health;
 pub mod releases;
+pub mod rollouts;
 pub mod sensor;
 pub mod ti;
 pub mod time;

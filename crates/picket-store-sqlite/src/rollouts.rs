@@ -5,10 +5,10 @@
 use async_trait::async_trait;
 use picket_domain::rollout::RolloutPolicy;
 use picket_domain::{Timestamp, Version};
-use picket_store::StoreResult;
-use picket_store::rollouts::{Grant, Rollout, RolloutStore, plan_grants, sql};
+use picket_store::rollouts::{Grant, Rollout, RolloutSensor, RolloutStore, plan_grants, sql};
+use picket_store::{Audit, StoreError, StoreResult};
 
-use crate::{Cols, SqliteStore, db_err, dynamic};
+use crate::{Cols, SqliteStore, audit, db_err, dynamic};
 
 const LOCK_CURRENT: &str =
     "SELECT version, started_at, paused, failures FROM rollouts ORDER BY version_key DESC LIMIT 1";
@@ -172,5 +172,85 @@ impl RolloutStore for SqliteStore {
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(true)
+    }
+    async fn pause_rollout(&self, paused: bool, who: &Audit) -> StoreResult<Option<Rollout>> {
+        let mut tx = self.write().await?;
+        let Some(row) = sqlx::query(LOCK_CURRENT).fetch_optional(&mut *tx).await.map_err(db_err)? else {
+            return Ok(None);
+        };
+        let before = sql::decode_rollout(&Cols(&row))?;
+        sqlx::query(sql::SET_PAUSED)
+            .bind(before.version.to_string())
+            .bind(i64::from(paused))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let after = Rollout { paused, failures: if paused { before.failures } else { 0 }, ..before.clone() };
+        let version = before.version.to_string();
+        let state = |r: &Rollout| serde_json::json!({"version": version, "paused": r.paused, "failures": r.failures});
+        audit(
+            &mut tx,
+            picket_store::sql::audit_values(who, "rollout", &version, Some(&state(&before)), Some(&state(&after)))?,
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(after))
+    }
+
+    async fn rollout_sensors(&self, version: Version) -> StoreResult<Vec<RolloutSensor>> {
+        let rows = sqlx::query(sql::SELECT_ROLLOUT_SENSORS)
+            .bind(version.to_string())
+            .fetch_all(&mut *self.read().await?)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| sql::decode_rollout_sensor(&Cols(r))).collect()
+    }
+
+    async fn grant_rollbacks(&self, grants: &[Grant], pause: bool, who: &Audit) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let Some(row) = sqlx::query(LOCK_CURRENT).fetch_optional(&mut *tx).await.map_err(db_err)? else {
+            return Err(StoreError::NotFound);
+        };
+        let rollout = sql::decode_rollout(&Cols(&row))?;
+        for g in grants {
+            let open = sqlx::query(sql::SELECT_OPEN_GRANT_ID)
+                .bind(g.sensor_id.clone())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if open.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "sensor {} has an update in progress; wait for it to finish (or fail at its deadline) and roll \
+                     back then",
+                    g.sensor_id
+                )));
+            }
+            sqlx::query(sql::INSERT_GRANT)
+                .bind(g.update_id.clone())
+                .bind(rollout.version.to_string())
+                .bind(g.sensor_id.clone())
+                .bind(g.version.clone())
+                .bind(g.action.clone())
+                .bind(g.sha256.clone())
+                .bind(g.size as i64)
+                .bind(g.granted_at.0)
+                .bind(g.deadline.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query(sql::SET_UPDATE_STATE)
+                .bind(g.sensor_id.clone())
+                .bind("updating")
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let after = serde_json::json!({"update_id": g.update_id, "action": g.action, "version": g.version});
+            audit(&mut tx, picket_store::sql::audit_values(who, "sensor", &g.sensor_id, None, Some(&after))?).await?;
+        }
+        if pause {
+            sqlx::query(sql::PAUSE).bind(rollout.version.to_string()).execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@ use picket_domain::rollout::{Candidate, GrantState, RolloutPolicy, delayed_ring_
 use picket_domain::{Timestamp, Version};
 
 use crate::sql::Columns;
-use crate::{StoreError, StoreResult};
+use crate::{Audit, StoreError, StoreResult};
 
 /// A rollout as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,26 @@ pub struct Grant {
     pub error: Option<String>,
 }
 
+/// A sensor a rollout concerns (cloud connected, activated, not decommissioned), with its
+/// latest grant in that rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutSensor {
+    /// The sensor's id.
+    pub sensor_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its subscription (for scoping).
+    pub subscription: String,
+    /// `delayed_update`.
+    pub delayed: bool,
+    /// The version it last reported.
+    pub version: Option<String>,
+    /// Its latest grant in the rollout, if any.
+    pub grant: Option<Grant>,
+    /// When that grant finished.
+    pub finished_at: Option<Timestamp>,
+}
+
 /// Rollouts and update grants in storage.
 #[async_trait]
 pub trait RolloutStore: Send + Sync {
@@ -81,6 +101,16 @@ pub trait RolloutStore: Send + Sync {
     /// Pauses or resumes the current rollout (resume clears the failure count); false when
     /// there is none.
     async fn set_rollout_paused(&self, paused: bool) -> StoreResult<bool>;
+    /// Pauses or resumes the current rollout like `set_rollout_paused`, writing `audit` in the
+    /// same transaction; the rollout after the change (`None` when there is none).
+    async fn pause_rollout(&self, paused: bool, audit: &Audit) -> StoreResult<Option<Rollout>>;
+    /// Every sensor rollout `version` concerns, with its latest grant in it, by id.
+    async fn rollout_sensors(&self, version: Version) -> StoreResult<Vec<RolloutSensor>>;
+    /// In one transaction locking the current rollout row: stores `grants` (operator
+    /// rollbacks, `action` `rollback`) and marks those sensors `updating`, pauses the rollout
+    /// when `pause`, and writes `audit`. `Conflict` (and nothing stored) when a sensor
+    /// already holds an open grant; `NotFound` when there is no rollout.
+    async fn grant_rollbacks(&self, grants: &[Grant], pause: bool, audit: &Audit) -> StoreResult<()>;
 }
 
 /// The SQL both backends share for rollouts (`$N` dialect).
@@ -116,6 +146,20 @@ WHERE update_id = $1 AND sensor_id = $2 AND state = 'granted'";
     /// Pauses or resumes.
     pub const SET_PAUSED: &str = "UPDATE rollouts SET paused = $2, failures = CASE WHEN $2 = 0 THEN 0 ELSE failures END \
 WHERE version = $1";
+
+    /// Sensors of rollout `$1` with their latest grant in it.
+    pub const SELECT_ROLLOUT_SENSORS: &str = "SELECT s.id AS sensor_id, s.name AS sensor_name, s.subscription, \
+CASE WHEN s.delayed_update THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS delayed, s.version AS sensor_version, \
+g.update_id, g.rollout_version, g.sensor_id AS grant_sensor_id, g.version, g.action, g.sha256, g.size, g.granted_at, \
+g.deadline, g.state, g.error, g.finished_at FROM sensors s LEFT JOIN update_grants g ON g.update_id = \
+(SELECT g2.update_id FROM update_grants g2 WHERE g2.sensor_id = s.id AND g2.rollout_version = $1 \
+ORDER BY g2.granted_at DESC, g2.update_id DESC LIMIT 1) \
+WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL ORDER BY s.id";
+    /// Whether a sensor holds an open grant.
+    pub const SELECT_OPEN_GRANT_ID: &str =
+        "SELECT update_id FROM update_grants WHERE sensor_id = $1 AND state = 'granted'";
+    /// Pauses the rollout `$1` (without touching its failure count).
+    pub const PAUSE: &str = "UPDATE rollouts SET paused = 1 WHERE version = $1";
 
     /// The open grant of a sensor.
     pub fn select_open_grant() -> String {
@@ -162,6 +206,35 @@ WHERE version = $1";
             deadline: Timestamp(r.int("deadline")?),
             state: r.text("state")?,
             error: r.opt_text("error")?,
+        })
+    }
+
+    /// Decodes a row of [`SELECT_ROLLOUT_SENSORS`].
+    pub fn decode_rollout_sensor(r: &impl Columns) -> StoreResult<RolloutSensor> {
+        let grant = match r.opt_text("update_id")? {
+            None => None,
+            Some(update_id) => Some(Grant {
+                update_id,
+                rollout_version: version(&r.text("rollout_version")?)?,
+                sensor_id: r.text("grant_sensor_id")?,
+                version: r.text("version")?,
+                action: r.text("action")?,
+                sha256: r.text("sha256")?,
+                size: u64::try_from(r.int("size")?).unwrap_or(0),
+                granted_at: Timestamp(r.int("granted_at")?),
+                deadline: Timestamp(r.int("deadline")?),
+                state: r.text("state")?,
+                error: r.opt_text("error")?,
+            }),
+        };
+        Ok(RolloutSensor {
+            sensor_id: r.text("sensor_id")?,
+            name: r.text("sensor_name")?,
+            subscription: r.text("subscription")?,
+            delayed: r.int("delayed")? != 0,
+            version: r.opt_text("sensor_version")?,
+            finished_at: r.opt_int("finished_at")?.map(Timestamp),
+            grant,
         })
     }
 

@@ -21,6 +21,7 @@ macro_rules! rollout_conformance_tests {
             rollout_grants_one_at_a_time_then_the_delayed_ring,
             concurrent_decisions_never_exceed_the_concurrency,
             failures_pause_and_deadlines_fail,
+            rollout_sensors_pause_and_rollbacks,
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
@@ -180,4 +181,80 @@ pub async fn failures_pause_and_deadlines_fail(store: Arc<dyn Store>) {
     assert!(!store.finish_grant(&g2.sensor_id, &g2.update_id, true, None, NOW).await.expect("late"), "too late");
     assert!(store.set_rollout_paused(true).await.expect("pause"));
     assert!(store.current_rollout().await.expect("current").expect("exists").paused);
+}
+
+/// `rollout_sensors` lists every sensor with its latest grant; `pause_rollout` audits and
+/// returns the changed rollout; `grant_rollbacks` stores rollback grants (refusing a sensor
+/// with an open grant, storing nothing then) and pauses when asked.
+pub async fn rollout_sensors_pause_and_rollbacks(store: Arc<dyn Store>) {
+    use crate::rollouts::{Grant, new_update_id};
+    assert!(store.pause_rollout(true, &audit("rollout.pause")).await.expect("pause").is_none(), "no rollout yet");
+    assert!(matches!(
+        store.grant_rollbacks(&[], false, &audit("rollout.rollback")).await,
+        Err(crate::StoreError::NotFound)
+    ));
+    for (id, delayed) in [("a", false), ("b", false), ("d", true)] {
+        sensor(&store, id, delayed).await;
+    }
+    let target = published(&store, "1.1.0").await;
+    let g = store.decide_grants(policy(1), 30 * MIN, NOW).await.expect("decide").remove(0);
+    assert_eq!(g.sensor_id, "a");
+    let rows = store.rollout_sensors(target).await.expect("sensors");
+    assert_eq!(rows.iter().map(|r| r.sensor_id.as_str()).collect::<Vec<_>>(), ["a", "b", "d"]);
+    assert_eq!(rows[0].name, "S-a");
+    assert_eq!(rows[0].subscription, "default");
+    assert_eq!(rows[0].version.as_deref(), Some("1.0.0"));
+    assert_eq!(rows[0].grant.as_ref().map(|x| x.update_id.as_str()), Some(g.update_id.as_str()));
+    assert_eq!(rows[0].finished_at, None);
+    assert!(rows[1].grant.is_none());
+    assert!(rows[2].delayed && !rows[1].delayed);
+
+    let paused = store.pause_rollout(true, &audit("rollout.pause")).await.expect("pause").expect("exists");
+    assert!(paused.paused);
+    assert!(store.current_rollout().await.expect("current").expect("exists").paused);
+    assert!(store.decide_grants(policy(3), 30 * MIN, NOW).await.expect("decide").is_empty(), "paused");
+    let resumed = store.pause_rollout(false, &audit("rollout.resume")).await.expect("resume").expect("exists");
+    assert!(!resumed.paused && resumed.failures == 0);
+    let actions: Vec<String> =
+        store.list_audit(None, 100).await.expect("audit").into_iter().map(|e| e.action).collect();
+    assert!(actions.contains(&"rollout.pause".to_string()) && actions.contains(&"rollout.resume".to_string()));
+
+    // a succeeds on 1.1.0; rolling back a and b (b has no open grant) works, but a sensor
+    // with an open grant refuses the whole batch.
+    beat(&store, "a", "1.1.0").await;
+    assert!(store.finish_grant("a", &g.update_id, true, None, Timestamp(NOW.0 + 1)).await.expect("finish"));
+    let rows = store.rollout_sensors(target).await.expect("sensors");
+    assert_eq!(rows[0].finished_at, Some(Timestamp(NOW.0 + 1)));
+    assert_eq!(rows[0].grant.as_ref().map(|x| x.state.as_str()), Some("succeeded"));
+    let open = store.decide_grants(policy(1), 30 * MIN, Timestamp(NOW.0 + 2)).await.expect("decide").remove(0);
+    assert_eq!(open.sensor_id, "b");
+    let rollback = |id: &str| Grant {
+        update_id: new_update_id().expect("id"),
+        rollout_version: target,
+        sensor_id: id.to_string(),
+        version: "1.0.0".to_string(),
+        action: "rollback".to_string(),
+        sha256: String::new(),
+        size: 0,
+        granted_at: Timestamp(NOW.0 + 3),
+        deadline: Timestamp(NOW.0 + 30 * MIN),
+        state: "granted".to_string(),
+        error: None,
+    };
+    let both = [rollback("a"), rollback("b")];
+    assert!(matches!(
+        store.grant_rollbacks(&both, true, &audit("rollout.rollback")).await,
+        Err(crate::StoreError::Conflict(_))
+    ));
+    assert_eq!(update_state(&store, "a").await, UpdateState::Idle, "nothing stored on a conflict");
+    assert!(!store.current_rollout().await.expect("current").expect("exists").paused);
+    let only_a = [rollback("a")];
+    store.grant_rollbacks(&only_a, true, &audit("rollout.rollback")).await.expect("rollback a");
+    assert_eq!(update_state(&store, "a").await, UpdateState::Updating);
+    assert!(store.current_rollout().await.expect("current").expect("exists").paused);
+    let g_a = store.open_grant("a").await.expect("open").expect("a holds the rollback");
+    assert_eq!((g_a.action.as_str(), g_a.version.as_str()), ("rollback", "1.0.0"));
+    let rows = store.rollout_sensors(target).await.expect("sensors");
+    assert_eq!(rows[0].grant.as_ref().map(|x| x.action.as_str()), Some("rollback"));
+    assert_eq!(rows[0].finished_at, None);
 }

@@ -11,6 +11,7 @@ pub mod health;
 mod ops;
 pub mod params;
 mod releases;
+mod rollouts;
 mod sensors;
 mod users;
 mod webhooks;
@@ -105,6 +106,10 @@ fn routes() -> Routes {
         .get("/api/v1/summary", sensors::summary)
         .get("/api/v1/releases", releases::list)
         .post("/api/v1/releases", releases::publish)
+        .get("/api/v1/rollouts/current", rollouts::current)
+        .post("/api/v1/rollouts/current/pause", rollouts::pause)
+        .post("/api/v1/rollouts/current/resume", rollouts::resume)
+        .post("/api/v1/rollouts/current/rollback", rollouts::rollback)
         .get("/api/v1/zones", admin::list_zones)
         .post("/api/v1/zones", admin::create_zone)
         .get("/api/v1/subscriptions", admin::list_subscriptions)

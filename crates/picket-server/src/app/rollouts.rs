@@ -7,19 +7,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use picket_domain::rollout::{RolloutPolicy, heartbeat_clears};
-use picket_domain::{UpdateState, Version, rollout};
+use picket_domain::rollout::{Candidate, GrantState, RolloutPolicy, SensorProgress, heartbeat_clears};
+use picket_domain::{Timestamp, UpdateState, Version, rollout};
+use picket_proto::rollouts::{
+    PausedBy, Ring, RollbackGrantView, RollbackRequest, RollbackResponse, RolloutCounts, RolloutSensorState,
+    RolloutSensorView, RolloutState, RolloutView,
+};
 use picket_proto::sensor::HeartbeatRequest;
 use picket_proto::updates::{UpdateAction, UpdateGrant, UpdateOutcome};
-use picket_store::SensorRow;
-use picket_store::rollouts::Grant;
+use picket_store::rollouts::{Grant, Rollout, RolloutSensor, new_update_id};
+use picket_store::{Scope, SensorRow};
 
-use super::{App, AppResult};
+use super::{App, AppError, AppResult};
+use crate::auth::{Operator, Principal, Viewer};
 
 /// Default number of open grants at once (`--rollout-concurrency`).
 pub const DEFAULT_CONCURRENCY: u32 = 1;
 /// Default failures that pause a rollout (`--rollout-max-failures`).
 pub const DEFAULT_MAX_FAILURES: u32 = 1;
+/// What the API says when there is no rollout yet.
+pub const NO_ROLLOUT: &str =
+    "no rollout yet: a rollout starts when a release is published (picket release publish PKG)";
 
 impl App {
     /// The rollout rules in effect.
@@ -72,7 +80,7 @@ impl App {
         }
         let Some(open) = self.store().open_grant(&sensor.id).await? else { return Ok(None) };
         let granted: Option<Version> = open.version.parse().ok();
-        if granted.is_some_and(|g| heartbeat_clears(g, reported, req.service_status)) && open.action == "update" {
+        if granted.is_some_and(|g| heartbeat_clears(g, reported, req.service_status)) {
             self.store().finish_grant(&sensor.id, &open.update_id, true, None, now).await?;
             return Ok(None);
         }
@@ -88,6 +96,258 @@ impl App {
             action: UpdateAction::parse(&open.action).unwrap_or(UpdateAction::Update),
         }))
     }
+}
+
+/// Where `s` stands in the rollout to `target` (`delayed_due`: the delayed ring has begun).
+pub fn sensor_state(s: &RolloutSensor, target: Version, delayed_due: bool) -> RolloutSensorState {
+    if let Some(g) = &s.grant {
+        let rollback = g.action == UpdateAction::Rollback.as_str();
+        return match (g.state.as_str(), rollback) {
+            ("granted", false) => RolloutSensorState::Updating,
+            ("granted", true) => RolloutSensorState::RollingBack,
+            ("succeeded", false) => RolloutSensorState::Updated,
+            ("succeeded", true) => RolloutSensorState::RolledBack,
+            _ => RolloutSensorState::Failed,
+        };
+    }
+    let version: Option<Version> = s.version.as_deref().and_then(|v| v.trim().parse().ok());
+    let candidate = Candidate {
+        sensor_id: s.sensor_id.clone(),
+        eligible: true,
+        delayed: s.delayed,
+        version,
+        grant: GrantState::None,
+    };
+    match rollout::progress(&candidate, target, delayed_due) {
+        SensorProgress::Pending => RolloutSensorState::Pending,
+        SensorProgress::WaitingDelayed => RolloutSensorState::WaitingDelay,
+        _ if version == Some(target) => RolloutSensorState::Updated,
+        _ => RolloutSensorState::Skipped,
+    }
+}
+
+/// The view of `rollout` over `sensors` (every sensor it concerns; only those `scope` allows
+/// are listed, but the state counts them all).
+pub fn rollout_view(
+    rollout: &Rollout,
+    previous_version: Option<Version>,
+    policy: RolloutPolicy,
+    sensors: &[RolloutSensor],
+    scope: &Scope,
+    now: Timestamp,
+) -> RolloutView {
+    let delay_ms = policy.delay_ring_after_ms.max(0);
+    let due = rollout::delayed_ring_due(rollout.started_at, now, delay_ms);
+    let max_failures = policy.max_failures.max(1);
+    let paused_by = if rollout.paused {
+        Some(PausedBy::Operator)
+    } else if rollout::is_paused(false, rollout.failures, max_failures) {
+        Some(PausedBy::Failures)
+    } else {
+        None
+    };
+    let paused_reason = paused_by.map(|p| match p {
+        PausedBy::Operator => "paused by an operator; resume with `picket rollout resume`".to_string(),
+        PausedBy::Failures => format!(
+            "{} failed update(s) reached the limit of {max_failures} (--rollout-max-failures); check the failed \
+             sensors, then resume with `picket rollout resume`",
+            rollout.failures
+        ),
+    });
+    let mut busy = false;
+    let mut listed = Vec::new();
+    let mut counts = RolloutCounts::default();
+    for s in sensors {
+        let state = sensor_state(s, rollout.version, due);
+        busy |= matches!(
+            state,
+            RolloutSensorState::Pending
+                | RolloutSensorState::WaitingDelay
+                | RolloutSensorState::Updating
+                | RolloutSensorState::RollingBack
+        );
+        if !scope.allows(&s.subscription) {
+            continue;
+        }
+        counts.add(state);
+        listed.push(RolloutSensorView {
+            sensor_id: s.sensor_id.clone(),
+            sensor_name: s.name.clone(),
+            ring: if s.delayed { Ring::Delayed } else { Ring::Immediate },
+            state,
+            version: s.version.clone(),
+            update_id: s.grant.as_ref().map(|g| g.update_id.clone()),
+            action: s.grant.as_ref().map(|g| g.action.clone()),
+            started_at: s.grant.as_ref().map(|g| g.granted_at),
+            finished_at: s.finished_at,
+            deadline: s.grant.as_ref().map(|g| g.deadline),
+            error: s.grant.as_ref().and_then(|g| g.error.clone()),
+        });
+    }
+    listed
+        .sort_by(|a, b| (a.ring == Ring::Delayed).cmp(&(b.ring == Ring::Delayed)).then(a.sensor_id.cmp(&b.sensor_id)));
+    let state = if paused_by.is_some() {
+        RolloutState::Paused
+    } else if busy {
+        RolloutState::Active
+    } else {
+        RolloutState::Finished
+    };
+    RolloutView {
+        version: rollout.version,
+        previous_version,
+        state,
+        paused_by,
+        paused_reason,
+        started_at: rollout.started_at,
+        concurrency: policy.concurrency.max(1),
+        max_failures,
+        failures: rollout.failures,
+        delay_ring_after_secs: u64::try_from(delay_ms / 1000).unwrap_or(0),
+        delayed_ring_starts_at: Timestamp(rollout.started_at.0.saturating_add(delay_ms)),
+        delayed_ring_due: due,
+        counts,
+        sensors: listed,
+    }
+}
+
+impl App {
+    /// The release published before `version` (what a rollback from it returns to).
+    async fn release_before(&self, version: Version) -> AppResult<Option<Version>> {
+        let releases = self.store().list_releases().await?;
+        Ok(releases.iter().map(|r| r.version).filter(|v| *v < version).max())
+    }
+
+    async fn view_for(&self, who: &Principal) -> AppResult<Option<RolloutView>> {
+        let Some(rollout) = self.store().current_rollout().await? else { return Ok(None) };
+        let previous = self.release_before(rollout.version).await?;
+        let sensors = self.store().rollout_sensors(rollout.version).await?;
+        Ok(Some(rollout_view(&rollout, previous, self.rollout_policy(), &sensors, &who.scope, self.now())))
+    }
+
+    /// `GET /api/v1/rollouts/current`: the rollout of the current release with every sensor
+    /// in the caller's scope; `None` before the first release.
+    pub async fn current_rollout(&self, who: &Viewer) -> AppResult<Option<RolloutView>> {
+        self.view_for(who.principal()).await
+    }
+
+    /// Pauses the current rollout (no new grants; open ones carry on); audited as
+    /// `rollout.pause`. Only an operator with every subscription in scope may (a rollout spans
+    /// the fleet).
+    pub async fn pause_rollout(&self, who: &Operator) -> AppResult<RolloutView> {
+        self.set_paused(who, true).await
+    }
+
+    /// Resumes the current rollout and clears its failure count; audited as `rollout.resume`.
+    pub async fn resume_rollout(&self, who: &Operator) -> AppResult<RolloutView> {
+        self.set_paused(who, false).await
+    }
+
+    async fn set_paused(&self, who: &Operator, paused: bool) -> AppResult<RolloutView> {
+        let p = who.principal();
+        if p.scope != Scope::All {
+            return Err(AppError::Forbidden(
+                "a rollout spans the whole fleet: pausing or resuming it needs a token or user with every \
+                 subscription in scope"
+                    .into(),
+            ));
+        }
+        let action = if paused { "rollout.pause" } else { "rollout.resume" };
+        if self.store().pause_rollout(paused, &p.audit(action, self.now())).await?.is_none() {
+            return Err(no_rollout());
+        }
+        self.view_for(p).await?.ok_or_else(no_rollout)
+    }
+
+    /// Rolls sensors back to the release before the one they run, as `rollback` grants (the
+    /// updater switches back to the previous version it kept on disk): one sensor
+    /// (`sensor_id`), every sensor on `version`, or by default every sensor on the current
+    /// release. Rolling back the current release (not a single sensor) also pauses the
+    /// rollout, so it does not hand the release out again. Audited as `rollout.rollback` per
+    /// sensor. Sensors outside the caller's scope are left alone (a `sensor_id` outside it is
+    /// not found).
+    pub async fn rollback_rollout(&self, who: &Operator, req: &RollbackRequest) -> AppResult<RollbackResponse> {
+        let p = who.principal();
+        let Some(rollout) = self.store().current_rollout().await? else { return Err(no_rollout()) };
+        if req.sensor_id.is_some() && req.version.is_some() {
+            return Err(AppError::Validation("give either sensor_id or version, not both".into()));
+        }
+        let sensors = self.store().rollout_sensors(rollout.version).await?;
+        let version: Option<Version> = match &req.version {
+            Some(v) => Some(v.trim().parse().map_err(|e| {
+                AppError::Validation(format!("version: {e}; expected MAJOR.MINOR.PATCH such as 1.4.0"))
+            })?),
+            None if req.sensor_id.is_none() => Some(rollout.version),
+            None => None,
+        };
+        let chosen: Vec<&RolloutSensor> = match (&req.sensor_id, version) {
+            (Some(id), _) => {
+                let s = sensors
+                    .iter()
+                    .find(|s| &s.sensor_id == id && p.scope.allows(&s.subscription))
+                    .ok_or(AppError::NotFound("sensor"))?;
+                vec![s]
+            }
+            (None, Some(v)) => sensors
+                .iter()
+                .filter(|s| p.scope.allows(&s.subscription))
+                .filter(|s| s.version.as_deref().and_then(|x| x.trim().parse::<Version>().ok()) == Some(v))
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        let now = self.now();
+        let deadline = i64::try_from(self.config().update_deadline.as_millis()).unwrap_or(i64::MAX);
+        let mut grants = Vec::new();
+        let mut views = Vec::new();
+        for s in chosen {
+            let Some(from) = s.version.as_deref().and_then(|x| x.trim().parse::<Version>().ok()) else {
+                return Err(AppError::Conflict(format!(
+                    "sensor {} has not reported its version yet; nothing to roll back",
+                    s.sensor_id
+                )));
+            };
+            let Some(to) = self.release_before(from).await? else {
+                return Err(AppError::Conflict(format!(
+                    "sensor {} runs {from}, and no release before {from} was published; nothing to roll back to",
+                    s.sensor_id
+                )));
+            };
+            let update_id = new_update_id()?;
+            views.push(RollbackGrantView {
+                sensor_id: s.sensor_id.clone(),
+                update_id: update_id.clone(),
+                from_version: from.to_string(),
+                to_version: to.to_string(),
+            });
+            grants.push(Grant {
+                update_id,
+                rollout_version: rollout.version,
+                sensor_id: s.sensor_id.clone(),
+                version: to.to_string(),
+                action: UpdateAction::Rollback.as_str().to_string(),
+                sha256: String::new(),
+                size: 0,
+                granted_at: now,
+                deadline: Timestamp(now.0.saturating_add(deadline)),
+                state: "granted".to_string(),
+                error: None,
+            });
+        }
+        if grants.is_empty() {
+            let what = match (&req.sensor_id, version) {
+                (_, Some(v)) => format!("no sensor in scope runs {v}"),
+                _ => "no sensor to roll back".to_string(),
+            };
+            return Err(AppError::Conflict(format!("{what}; nothing to roll back")));
+        }
+        let pause = req.sensor_id.is_none() && version == Some(rollout.version);
+        self.store().grant_rollbacks(&grants, pause, &p.audit("rollout.rollback", now)).await?;
+        Ok(RollbackResponse { grants: views, rollout_paused: pause })
+    }
+}
+
+fn no_rollout() -> AppError {
+    AppError::NotFound("rollout")
 }
 
 /// Runs the rollout job every `every` until `stop` changes.
