@@ -5,9 +5,11 @@
 //! `picket-bench heartbeats`: heartbeats/s from simulated sensors over mutual TLS, beside a
 //! bare hyper + rustls server (`bare`, run as the hidden `bare-server` subcommand).
 //! `picket-bench ti`: events/s of the `picket-ti` detection engine on one thread.
+//! `picket-bench portal`: time to render the portal's Sensors page with a filter.
 
 mod bare;
 mod heartbeats;
+mod portal;
 mod ti;
 
 use std::net::TcpListener;
@@ -41,6 +43,8 @@ enum Cmd {
     Heartbeats(heartbeats::HeartbeatArgs),
     /// Events/s of the picket-ti detection engine against generated indicators, one thread.
     Ti(ti::TiArgs),
+    /// Time to render the portal's Sensors page with a filter, signed in (seeded store).
+    Portal(portal::PortalArgs),
     /// The bare hyper + rustls server (started by `heartbeats`).
     #[command(hide = true)]
     BareServer {
@@ -276,6 +280,7 @@ async fn main() -> Result<()> {
     let args = match cli.cmd {
         Some(Cmd::Heartbeats(a)) => return heartbeats::run(a).await,
         Some(Cmd::Ti(a)) => return ti::run(a),
+        Some(Cmd::Portal(a)) => return portal::run(a).await,
         Some(Cmd::BareServer { data_dir, listen }) => return bare::serve(&data_dir, &listen).await,
         None => cli.args,
     };
