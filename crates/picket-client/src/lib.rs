@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod params;
 mod releases;
+mod ti;
 mod rollouts;
 mod users;
 mod webhooks;

@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// How often the status job raises and auto-closes health issues
     /// (`PICKET_HEALTH_CHECK_EVERY`, 5s).
     pub health_check_every: Duration,
+    /// A sensor whose TI version is below a TI package published longer ago than this gets a
+    /// `ti_stale` health issue (`PICKET_TI_STALE_AFTER`, 7d).
+    pub ti_stale_after: Duration,
 }
 
 impl ServerConfig {
@@ -62,6 +65,7 @@ impl ServerConfig {
             max_release_bytes: 512 << 20,
             syslog: None,
             health_check_every: Duration::from_secs(5),
+            ti_stale_after: Duration::from_secs(7 * 86400),
         }
     }
 }

@@ -48,6 +48,9 @@ pub enum Command {
     /// Make signing keys, sign, verify, publish and list release packages.
     #[command(subcommand)]
     Release(crate::commands::release::ReleaseCmd),
+    /// Sign, verify, publish, list and download threat-intelligence (TI) packages.
+    #[command(subcommand)]
+    Ti(crate::commands::ti::TiCmd),
     /// List, close and reopen health issues.
     #[command(subcommand)]
     HealthIssues(crate::commands::health::HealthIssuesCmd),

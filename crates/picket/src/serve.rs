@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// --disconnect-after when that is shorter].
     #[arg(long, env = "PICKET_HEALTH_CHECK_EVERY", value_parser = duration, value_name = "DURATION")]
     pub health_check_every: Option<Duration>,
+    /// A sensor whose threat-intelligence version is below a TI package published longer ago
+    /// than this gets a ti_stale health issue [default: 7d].
+    #[arg(long, env = "PICKET_TI_STALE_AFTER", value_parser = duration, value_name = "DURATION")]
+    pub ti_stale_after: Option<Duration>,
     /// Log format (levels from RUST_LOG, default info) [default: text].
     #[arg(long, env = "PICKET_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -119,6 +123,7 @@ struct FileConfig {
     max_release_size: Option<String>,
     syslog: Option<String>,
     health_check_every: Option<String>,
+    ti_stale_after: Option<String>,
     log_format: Option<LogFormat>,
     secure_cookies: Option<bool>,
 }
@@ -240,6 +245,12 @@ pub fn resolve(args: ServeArgs, bootstrap_token: Option<String>) -> anyhow::Resu
             d.health_check_every.min(timings.disconnect_after / 5),
         )?
         .max(Duration::from_millis(100)),
+        ti_stale_after: pick_duration(
+            args.ti_stale_after,
+            file.ti_stale_after.as_deref(),
+            "ti_stale_after",
+            d.ti_stale_after,
+        )?,
         data_dir: d.data_dir,
     };
     let database_url = args.database_url.or(file.database_url).filter(|u| !u.trim().is_empty());

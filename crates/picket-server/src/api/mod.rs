@@ -13,6 +13,7 @@ pub mod params;
 mod releases;
 mod rollouts;
 mod sensors;
+mod ti;
 mod users;
 mod webhooks;
 
@@ -106,6 +107,9 @@ fn routes() -> Routes {
         .get("/api/v1/summary", sensors::summary)
         .get("/api/v1/releases", releases::list)
         .post("/api/v1/releases", releases::publish)
+        .get("/api/v1/ti-packages", ti::list)
+        .post("/api/v1/ti-packages", ti::publish)
+        .get("/api/v1/ti-packages/{version}/download", ti::download)
         .get("/api/v1/rollouts/current", rollouts::current)
         .post("/api/v1/rollouts/current/pause", rollouts::pause)
         .post("/api/v1/rollouts/current/resume", rollouts::resume)

@@ -167,6 +167,9 @@ impl App {
                 break;
             }
         }
+        let ti = self.check_ti_stale(&ctx).await?;
+        tick.opened += ti.opened;
+        tick.closed += ti.closed;
         Ok(tick)
     }
 }

@@ -16,6 +16,7 @@ pub mod releases;
 pub mod rollouts;
 pub(crate) mod rotation;
 mod sensors;
+pub mod ti;
 pub(crate) mod users;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub struct App {
     ca_cert_pem: String,
     package_signing_keys: Vec<String>,
     sensor_auth: auth_cache::SensorAuthCache,
+    ti: ti::TiCache,
 }
 
 impl App {
@@ -58,7 +60,8 @@ impl App {
     ) -> App {
         let started_at = clock.now();
         let sensor_auth = auth_cache::SensorAuthCache::default();
-        App { store, config, clock, started_at, ca_cert_pem, package_signing_keys, sensor_auth }
+        let ti = ti::TiCache::default();
+        App { store, config, clock, started_at, ca_cert_pem, package_signing_keys, sensor_auth, ti }
     }
 
     /// The short-lived cache of sensor authentications; call `revoke_all` on it after any

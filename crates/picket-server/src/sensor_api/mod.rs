@@ -108,6 +108,7 @@ async fn heartbeat(
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let mut answer = state.app.sensor_heartbeat(&sensor, &req, &state.batcher)?;
     answer.update = state.app.rollout_heartbeat(&sensor, &req).await?;
+    answer.ti = state.app.ti_offer(&sensor, &req);
     Ok(Json(answer))
 }
 

@@ -1,5 +1,5 @@
 //! `GET /sensor/v1/packages/{sha256}`: any authenticated sensor downloads a published
-//! package by its digest, whole or by one byte range (`Range: bytes=A-B`, `A-`, or `-N`), so
+//! package (a release or a TI package) by its digest, whole or by one byte range (`Range: bytes=A-B`, `A-`, or `-N`), so
 //! an interrupted download resumes where it stopped. The bytes stream from the store a few
 //! MiB at a time; `ETag` is the digest, so a resumed download knows it is the same file.
 
@@ -66,7 +66,7 @@ pub async fn download(
     ApiPath(sha256): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let release = app.release_package(&sha256).await?;
+    let release = app.sensor_package(&sha256).await?;
     let size = release.size;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, end) = match wanted(range, size) {
@@ -85,15 +85,16 @@ pub async fn download(
             return Ok(resp);
         }
     };
+    let shared = release.clone();
     let stream = futures_util::stream::unfold(start, move |offset| {
         let app = app.clone();
-        let sha256 = sha256.clone();
+        let package = shared.clone();
         async move {
             if offset >= end {
                 return None;
             }
             let len = PIECE.min((end - offset) as usize);
-            match app.read_package(&sha256, offset, len).await {
+            match app.read_sensor_package(&package, offset, len).await {
                 Ok(bytes) if !bytes.is_empty() => {
                     let next = offset + bytes.len() as u64;
                     Some((Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)), next))

@@ -18,5 +18,6 @@ mod notify;
 mod ops;
 mod releases;
 mod scope;
+mod ti;
 mod sensors;
 mod users;

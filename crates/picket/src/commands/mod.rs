@@ -6,6 +6,7 @@ pub mod health;
 pub mod release;
 pub mod sensors;
 pub mod simulate;
+pub mod ti;
 pub mod users;
 pub mod webhooks;
 

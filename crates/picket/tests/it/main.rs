@@ -9,5 +9,6 @@ mod health;
 mod release;
 mod serve;
 mod simulate;
+mod ti;
 mod users;
 mod webhooks;
