@@ -15,6 +15,7 @@ mod guard;
 mod health;
 mod login;
 mod onboard;
+mod releases;
 mod sensors;
 mod setup;
 mod sites;
@@ -93,6 +94,10 @@ pub fn router(app: Arc<App>, options: PortalOptions) -> Router {
         .route("/sites/{id}/edit", get(sites::edit_form).post(sites::edit))
         .route("/sites/{id}/delete", get(sites::confirm_delete).post(sites::delete))
         .route("/sites/{id}/reactivate", get(sites::reactivate))
+        .route("/releases", get(releases::page))
+        .route("/releases/live/rollout", get(releases::live_rollout))
+        .route("/releases/rollout/pause", post(releases::pause))
+        .route("/releases/rollout/resume", post(releases::resume))
         .route("/static/{file}", get(assets::serve))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(PortalState { app, options })

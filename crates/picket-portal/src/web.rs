@@ -118,7 +118,7 @@ pub struct Chrome {
     pub csrf: String,
     /// Whether they may change sensors.
     pub can_operate: bool,
-    /// Which nav entry is current (`sensors`, `sites`, `onboard`).
+    /// Which nav entry is current (`sensors`, `sites`, `onboard`, `releases`, ...).
     pub current: &'static str,
 }
 

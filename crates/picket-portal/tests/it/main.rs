@@ -10,6 +10,7 @@ mod browser;
 
 mod health;
 mod live;
+mod releases;
 mod security;
 mod sensors;
 mod setup;
