@@ -61,6 +61,7 @@ macro_rules! string_enum {
     };
 }
 
+pub mod alerts;
 pub mod duration;
 pub mod health;
 pub mod issues;

@@ -6,6 +6,7 @@
 //! This crate must not be chosen anywhere but once at start: callers hold an
 //! `Arc<dyn picket_store::Store>` and never name `PgStore` beyond that choice.
 
+mod alerts;
 mod first_run;
 mod health;
 mod identity;

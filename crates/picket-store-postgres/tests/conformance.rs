@@ -21,4 +21,5 @@ picket_store::notify_conformance_tests!(fresh_store().await);
 picket_store::first_run_conformance_tests!(fresh_store().await);
 picket_store::rotation_conformance_tests!(fresh_store().await);
 picket_store::rollout_conformance_tests!(fresh_store().await);
+picket_store::alert_conformance_tests!(fresh_store().await);
 picket_store::ti_package_conformance_tests!(fresh_store().await);

@@ -4,6 +4,8 @@
 //! This crate must not name sqlx, SQLite or PostgreSQL types in its API: callers hold an
 //! `Arc<dyn Store>` chosen once at start, and a backend's errors arrive as `StoreError`.
 
+pub mod alerts;
+pub mod alerts_conformance;
 pub mod conformance;
 pub mod error;
 pub mod first_run;
@@ -27,6 +29,7 @@ pub mod users;
 use async_trait::async_trait;
 use picket_domain::{StatusContext, Timestamp, Version};
 
+pub use alerts::AlertStore;
 pub use error::{StoreError, StoreResult};
 pub use first_run::{FirstRunStore, TokenSwap};
 pub use health::{HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueStore, NewHealthIssue};
@@ -61,6 +64,7 @@ pub trait Store:
     + HealthIssueStore
     + ReleaseStore
     + RolloutStore
+    + AlertStore
     + TiPackageStore
     + Send
     + Sync

@@ -5,6 +5,7 @@
 //! that the hand-written `openapi.json` lists every route and nothing else.
 
 mod admin;
+pub mod alerts;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -114,6 +115,7 @@ fn routes() -> Routes {
         .post("/api/v1/rollouts/current/pause", rollouts::pause)
         .post("/api/v1/rollouts/current/resume", rollouts::resume)
         .post("/api/v1/rollouts/current/rollback", rollouts::rollback)
+        .get("/api/v1/alerts", alerts::list)
         .get("/api/v1/zones", admin::list_zones)
         .post("/api/v1/zones", admin::create_zone)
         .get("/api/v1/subscriptions", admin::list_subscriptions)

@@ -7,6 +7,7 @@
 //! outside it behaves exactly as one that does not exist.
 
 mod admin;
+pub mod alerts;
 pub mod auth_cache;
 mod error;
 mod first_run;

@@ -96,7 +96,16 @@ fn millis(v: &Value, path: &[&str]) -> Option<String> {
     picket_proto::time::parse_ts(&t).map(|ts| ts.0.to_string())
 }
 
-/// The CEF event of a notification: events about a health issue (`{"issue": ..., "sensor": ...}`)
+/// At most `max` characters of `s`, with `...` when cut (CEF names should stay short).
+fn short(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// The CEF event of a notification: events about a detection alert (`{"alert": ...,
+/// "sensor": ...}`, signature id `alert:<indicator type>`) or a health issue (`{"issue": ..., "sensor": ...}`)
 /// map the issue's fields to CEF keys; any other event is named by its event name and carries
 /// its payload as `msg`. `delivery_id` goes into `externalId`'s neighbour `cs6` so a SIEM
 /// can deduplicate retried messages.
@@ -135,6 +144,45 @@ pub fn render_notification(version: &str, event: &str, payload: &str, delivery_i
             signature_id: format!("health_issue:{kind}"),
             name: title,
             severity: cef_severity(text(&doc, &["issue", "severity"]).as_deref()),
+            extensions: Vec::new(),
+        }
+    } else if doc.get("alert").is_some_and(Value::is_object) {
+        // A detection alert (`alert.raised`): the indicator is the signature, the event
+        // excerpt is the message.
+        let kind = text(&doc, &["alert", "indicator", "type"]).unwrap_or_else(|| "unknown".to_string());
+        let value = text(&doc, &["alert", "indicator", "value"]);
+        push("rt", millis(&doc, &["alert", "time"]));
+        push("act", event.rsplit('.').next().map(str::to_string));
+        push("cat", Some(event.to_string()));
+        push("externalId", text(&doc, &["alert", "id"]));
+        push("msg", text(&doc, &["alert", "excerpt"]));
+        push("reason", text(&doc, &["alert", "description"]));
+        push("dhost", text(&doc, &["sensor", "name"]));
+        push("dntdom", text(&doc, &["sensor", "domain"]));
+        push("cs1Label", Some("sensorId".to_string()));
+        push("cs1", text(&doc, &["alert", "sensor_id"]));
+        push("cs2Label", Some("indicatorType".to_string()));
+        push("cs2", Some(kind.clone()));
+        push("cs3Label", Some("indicatorValue".to_string()));
+        push("cs3", value.clone());
+        push("cs4Label", Some("site".to_string()));
+        push("cs4", text(&doc, &["sensor", "site"]));
+        push("cs5Label", Some("subscription".to_string()));
+        push("cs5", text(&doc, &["sensor", "subscription"]));
+        push("cs6Label", Some("deliveryId".to_string()));
+        push("cs6", Some(delivery_id.to_string()));
+        if let Some(v) = text(&doc, &["alert", "ti_version"]) {
+            push("cn1Label", Some("tiVersion".to_string()));
+            push("cn1", Some(v));
+        }
+        CefEvent {
+            version: version.to_string(),
+            signature_id: format!("alert:{kind}"),
+            name: match value {
+                Some(v) => format!("Threat indicator matched: {kind} {}", short(&v, 128)),
+                None => format!("Threat indicator matched: {kind}"),
+            },
+            severity: cef_severity(text(&doc, &["alert", "severity"]).as_deref()),
             extensions: Vec::new(),
         }
     } else {
@@ -288,6 +336,36 @@ mod tests {
         assert_eq!(get("cs2"), Some("Check the host\nand its network"));
         assert_eq!(get("cs6"), Some("dlv-1"));
         assert!(line.contains(r"10m \= too long") && line.contains(r"host\nand"), "{line}");
+    }
+
+    #[test]
+    fn alert_fields_map_to_cef_keys() {
+        let payload = serde_json::json!({
+            "event": "alert.raised",
+            "alert": {"id": "a-1", "sensor_id": "s-1", "sensor_name": "OT01", "time": "2026-11-22T10:00:00Z",
+                "indicator": {"type": "domain", "value": "evil|c2.example"}, "severity": "medium",
+                "excerpt": "{\"q\":\"a=b\\\\c\"}\nsecond line", "description": "Known C2 = bad", "ti_version": 7,
+                "received_at": "2026-11-22T10:00:01Z"},
+            "sensor": {"id": "s-1", "name": "OT01", "type": "ot_network", "domain": "plant.example.com",
+                "site": "Plant 1", "zone": "default", "subscription": "default"}
+        });
+        let line = render_notification("0.1.0", "alert.raised", &payload.to_string(), "dlv-2");
+        assert!(!line.contains('\n'), "one line: {line}");
+        let (h, ext) = parse(&line).expect("CEF");
+        assert_eq!(&h[4..], ["alert:domain", "Threat indicator matched: domain evil|c2.example", "6"]);
+        assert!(line.contains(r"domain evil\|c2.example|6|"), "'|' escaped in the header: {line}");
+        let get = |k: &str| ext.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("rt"), Some("1795341600000"));
+        assert_eq!(get("externalId"), Some("a-1"));
+        assert_eq!(get("msg"), Some("{\"q\":\"a=b\\\\c\"}\nsecond line"));
+        assert!(line.contains(r#"msg={"q":"a\=b\\\\c"}\nsecond line"#), "escaped excerpt: {line}");
+        assert_eq!(get("reason"), Some("Known C2 = bad"));
+        assert_eq!(get("dhost"), Some("OT01"));
+        assert_eq!((get("cs1"), get("cs2"), get("cs3")), (Some("s-1"), Some("domain"), Some("evil|c2.example")));
+        assert_eq!((get("cn1Label"), get("cn1")), (Some("tiVersion"), Some("7")));
+        assert_eq!(get("cs6"), Some("dlv-2"));
+        assert_eq!(short("abcdef", 3), "abc...");
+        assert_eq!(short("abc", 3), "abc");
     }
 
     #[test]

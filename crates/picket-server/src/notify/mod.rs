@@ -229,7 +229,11 @@ impl Notifier {
             (TargetKind::Webhook, None, _) => Err("the webhook was removed".to_string()),
             (TargetKind::Syslog, _, Some(sender)) => {
                 let doc: Value = serde_json::from_str(&n.payload).unwrap_or(Value::Null);
-                let severity = doc.pointer("/issue/severity").or_else(|| doc.get("severity")).and_then(Value::as_str);
+                let severity = doc
+                    .pointer("/issue/severity")
+                    .or_else(|| doc.pointer("/alert/severity"))
+                    .or_else(|| doc.get("severity"))
+                    .and_then(Value::as_str);
                 let cef = cef::render_notification(&self.settings.version, &n.event, &n.payload, &d.id);
                 let msg = syslog::format_rfc5424(
                     self.app.now(),

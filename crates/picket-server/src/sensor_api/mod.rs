@@ -10,6 +10,7 @@
 //! propose with the pinned certificate, confirm with the proposed one (the only route where a
 //! pending fingerprint authenticates).
 
+pub mod alerts;
 pub mod packages;
 pub mod rotation;
 pub mod tls;
@@ -132,6 +133,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/sensor/v1/packages/{sha256}"),
     ("POST", "/sensor/v1/cert/propose"),
     ("POST", "/sensor/v1/cert/confirm"),
+    ("POST", "/sensor/v1/alerts"),
 ];
 
 /// The sensor API's routes over `state` (TLS and fingerprints are the listener's job).
@@ -143,6 +145,10 @@ pub fn router(state: SensorState) -> Router {
         .route("/sensor/v1/packages/{sha256}", get(packages::download))
         .route("/sensor/v1/cert/propose", post(rotation::propose))
         .route("/sensor/v1/cert/confirm", post(rotation::confirm))
+        .route(
+            "/sensor/v1/alerts",
+            post(alerts::upload).layer(axum::extract::DefaultBodyLimit::max(alerts::ALERT_BODY_LIMIT)),
+        )
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(crate::metrics::track))

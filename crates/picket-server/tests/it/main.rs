@@ -9,6 +9,7 @@ mod support;
 
 mod activation;
 mod admin;
+mod alerts;
 mod auth;
 mod errors;
 mod export;
