@@ -23,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the control plane: REST API and background jobs (SQLite in --data-dir by default).
     Serve(Box<ServeArgs>),
+    /// A first look: the server and a small live fleet of real sensors on this machine, then a
+    /// second release rolled out while you watch (portal and CLI).
+    Demo(Box<crate::demo::DemoArgs>),
     /// Onboard, list, show, edit, export, decommission and delete sensors.
     #[command(subcommand)]
     Sensors(Box<SensorsCmd>),

@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod demo;
 mod exit;
 mod output;
 mod seed;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(*args).await,
+        Command::Demo(args) => demo::run(*args).await,
         Command::Seed(args) => seed::run(args).await,
         Command::Sensors(cmd) => commands::sensors::run(*cmd).await,
         Command::HealthIssues(cmd) => commands::health::run(cmd).await,

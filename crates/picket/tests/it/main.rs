@@ -5,6 +5,7 @@
 mod harness;
 
 mod cli;
+mod demo;
 mod health;
 mod release;
 mod serve;
