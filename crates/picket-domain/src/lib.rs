@@ -69,6 +69,7 @@ pub mod role;
 pub mod rollout;
 pub mod sensor;
 pub mod status;
+pub mod ti;
 pub mod time;
 pub mod user;
 pub mod validate;

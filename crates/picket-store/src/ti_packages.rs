@@ -298,6 +298,12 @@ pub mod conformance {
         assert_eq!(store.ti_version_published_by(Timestamp(NOW.0)).await.expect("by"), None);
         assert_eq!(store.ti_version_published_by(p3.created_at).await.expect("by"), Some(3));
         assert_eq!(store.ti_version_published_by(Timestamp(NOW.0 + 100)).await.expect("by"), Some(10));
+        // The bar of `ti_stale` is the domain's rule.
+        let published = [(3, p3.created_at), (10, p10.created_at)];
+        for at in [NOW.0 - 1, NOW.0 + 3, NOW.0 + 9, NOW.0 + 10, NOW.0 + 11] {
+            let want = picket_domain::ti::stale_below(published, Timestamp(at), std::time::Duration::ZERO);
+            assert_eq!(store.ti_version_published_by(Timestamp(at)).await.expect("by"), want, "at {at}");
+        }
         assert_eq!(store.read_ti_package(&p10.sha256, 0, 100).await.expect("read"), b"ten");
         // TI packages are not releases, nor the reverse.
         assert!(store.list_releases().await.expect("releases").is_empty());

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use picket_domain::issues::{HealthIssueKind, human};
-use picket_domain::{Mode, StatusContext};
+use picket_domain::{StatusContext, ti};
 use picket_package::{PackageError, TiLimits};
 use picket_proto::sensor::HeartbeatRequest;
 use picket_proto::ti::{TiOffer, TiPackageList, TiPackageView};
@@ -216,10 +216,8 @@ impl App {
     /// The TI offer of a heartbeat answer: the current package, to a cloud-connected sensor
     /// with `auto_ti_updates` whose reported TI version (none counts as 0) is below it.
     pub fn ti_offer(&self, sensor: &SensorRow, req: &HeartbeatRequest) -> Option<TiOffer> {
-        if sensor.mode != Mode::CloudConnected || !sensor.auto_ti_updates {
-            return None;
-        }
-        self.ti.get().filter(|o| req.ti_version.unwrap_or(0) < o.version)
+        let offer = self.ti.get()?;
+        ti::offer_due(sensor.mode, sensor.auto_ti_updates, req.ti_version, offer.version).then_some(offer)
     }
 
     /// Reloads the current TI package from the store (another replica may have published).
