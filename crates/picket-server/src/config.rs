@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub delay_ring_after: Duration,
     /// `PICKET_UPDATE_DEADLINE` (30m).
     pub update_deadline: Duration,
+    /// Update grants open at once in a rollout (`PICKET_ROLLOUT_CONCURRENCY`, 1).
+    pub rollout_concurrency: u32,
+    /// Failed updates that pause a rollout until resumed (`PICKET_ROLLOUT_MAX_FAILURES`, 1).
+    pub rollout_max_failures: u32,
     /// `PICKET_CERT_ROTATE_BEFORE` (30d).
     pub cert_rotate_before: Duration,
     /// How long an activation token stays valid (7d).
@@ -59,6 +63,8 @@ impl ServerConfig {
             timings: StatusTimings::default(),
             delay_ring_after: Duration::from_secs(72 * 3600),
             update_deadline: Duration::from_secs(30 * 60),
+            rollout_concurrency: 1,
+            rollout_max_failures: 1,
             cert_rotate_before: Duration::from_secs(30 * 86400),
             activation_ttl: Duration::from_secs(7 * 86400),
             release_key_pubs: Vec::new(),

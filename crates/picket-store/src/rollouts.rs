@@ -147,13 +147,14 @@ WHERE update_id = $1 AND sensor_id = $2 AND state = 'granted'";
     pub const SET_PAUSED: &str = "UPDATE rollouts SET paused = $2, failures = CASE WHEN $2 = 0 THEN 0 ELSE failures END \
 WHERE version = $1";
 
-    /// Sensors of rollout `$1` with their latest grant in it.
+    /// Sensors of rollout `$1` with their latest grant in it (a rollback comes after the
+    /// update it undoes, also when both were given in the same millisecond).
     pub const SELECT_ROLLOUT_SENSORS: &str = "SELECT s.id AS sensor_id, s.name AS sensor_name, s.subscription, \
 CASE WHEN s.delayed_update THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS delayed, s.version AS sensor_version, \
 g.update_id, g.rollout_version, g.sensor_id AS grant_sensor_id, g.version, g.action, g.sha256, g.size, g.granted_at, \
 g.deadline, g.state, g.error, g.finished_at FROM sensors s LEFT JOIN update_grants g ON g.update_id = \
 (SELECT g2.update_id FROM update_grants g2 WHERE g2.sensor_id = s.id AND g2.rollout_version = $1 \
-ORDER BY g2.granted_at DESC, g2.update_id DESC LIMIT 1) \
+ORDER BY g2.granted_at DESC, CASE WHEN g2.action = 'rollback' THEN 1 ELSE 0 END DESC, g2.update_id DESC LIMIT 1) \
 WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL ORDER BY s.id";
     /// Whether a sensor holds an open grant.
     pub const SELECT_OPEN_GRANT_ID: &str =

@@ -54,6 +54,9 @@ pub enum Command {
     /// Sign, verify, publish, list and download threat-intelligence (TI) packages.
     #[command(subcommand)]
     Ti(crate::commands::ti::TiCmd),
+    /// Show, pause, resume and roll back the rollout of the current release.
+    #[command(subcommand)]
+    Rollout(crate::rollout::RolloutCmd),
     /// List, close and reopen health issues.
     #[command(subcommand)]
     HealthIssues(crate::commands::health::HealthIssuesCmd),

@@ -9,6 +9,7 @@ mod commands;
 mod demo;
 mod exit;
 mod output;
+mod rollout;
 mod seed;
 mod serve;
 mod store;
@@ -57,6 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Webhooks(cmd) => commands::webhooks::run(cmd).await,
         Command::Simulate(args) => commands::simulate::run(*args).await,
         Command::Release(cmd) => commands::release::run(cmd).await,
+        Command::Rollout(cmd) => rollout::run(cmd).await,
         Command::Ti(cmd) => commands::ti::run(cmd).await,
     }
 }

@@ -67,6 +67,13 @@ pub struct ServeArgs {
     /// Time a sensor has to report an update healthy [default: 30m].
     #[arg(long, env = "PICKET_UPDATE_DEADLINE", value_parser = duration, value_name = "DURATION")]
     pub update_deadline: Option<Duration>,
+    /// Sensors updating at once in a rollout; the next starts only after one of them is cleared
+    /// (reports the new version healthy) or fails [default: 1].
+    #[arg(long, env = "PICKET_ROLLOUT_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub rollout_concurrency: Option<u32>,
+    /// Failed updates after which a rollout pauses until an operator resumes it [default: 1].
+    #[arg(long, env = "PICKET_ROLLOUT_MAX_FAILURES", value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub rollout_max_failures: Option<u32>,
     /// How long before expiry sensor certificates are rotated [default: 30d].
     #[arg(long, env = "PICKET_CERT_ROTATE_BEFORE", value_parser = duration, value_name = "DURATION")]
     pub cert_rotate_before: Option<Duration>,
@@ -116,6 +123,8 @@ struct FileConfig {
     start_failed_after: Option<String>,
     delay_ring_after: Option<String>,
     update_deadline: Option<String>,
+    rollout_concurrency: Option<u32>,
+    rollout_max_failures: Option<u32>,
     cert_rotate_before: Option<String>,
     activation_ttl: Option<String>,
     #[serde(alias = "release_key_pubs")]
@@ -218,6 +227,16 @@ pub fn resolve(args: ServeArgs, bootstrap_token: Option<String>) -> anyhow::Resu
             "update_deadline",
             d.update_deadline,
         )?,
+        rollout_concurrency: args
+            .rollout_concurrency
+            .or(file.rollout_concurrency)
+            .unwrap_or(d.rollout_concurrency)
+            .max(1),
+        rollout_max_failures: args
+            .rollout_max_failures
+            .or(file.rollout_max_failures)
+            .unwrap_or(d.rollout_max_failures)
+            .max(1),
         cert_rotate_before: pick_duration(
             args.cert_rotate_before,
             file.cert_rotate_before.as_deref(),
@@ -424,6 +443,20 @@ mod tests {
         let path = dir.path().join("picket.toml");
         std::fs::write(&path, "secure_cookies = true\n").unwrap();
         assert!(resolve(serve_args(&["--config", path.to_str().unwrap()]), None).unwrap().secure_cookies);
+    }
+
+    #[test]
+    fn rollout_settings_from_flags_or_file_default_one() {
+        let r = resolve(serve_args(&[]), None).unwrap();
+        assert_eq!((r.config.rollout_concurrency, r.config.rollout_max_failures), (1, 1));
+        let r = resolve(serve_args(&["--rollout-concurrency", "3", "--rollout-max-failures", "2"]), None).unwrap();
+        assert_eq!((r.config.rollout_concurrency, r.config.rollout_max_failures), (3, 2));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("picket.toml");
+        std::fs::write(&path, "rollout_concurrency = 4\nrollout_max_failures = 5\n").unwrap();
+        let r = resolve(serve_args(&["--config", path.to_str().unwrap()]), None).unwrap();
+        assert_eq!((r.config.rollout_concurrency, r.config.rollout_max_failures), (4, 5));
+        assert!(Cli::try_parse_from(["picket", "serve", "--rollout-concurrency", "0"]).is_err(), "at least 1");
     }
 
     #[test]

@@ -21,20 +21,17 @@ use picket_store::{Scope, SensorRow};
 use super::{App, AppError, AppResult};
 use crate::auth::{Operator, Principal, Viewer};
 
-/// Default number of open grants at once (`--rollout-concurrency`).
-pub const DEFAULT_CONCURRENCY: u32 = 1;
-/// Default failures that pause a rollout (`--rollout-max-failures`).
-pub const DEFAULT_MAX_FAILURES: u32 = 1;
 /// What the API says when there is no rollout yet.
 pub const NO_ROLLOUT: &str =
     "no rollout yet: a rollout starts when a release is published (picket release publish PKG)";
 
 impl App {
-    /// The rollout rules in effect.
+    /// The rollout rules in effect (`--rollout-concurrency`, `--rollout-max-failures`,
+    /// `--delay-ring-after`).
     pub fn rollout_policy(&self) -> RolloutPolicy {
         RolloutPolicy {
-            concurrency: DEFAULT_CONCURRENCY,
-            max_failures: DEFAULT_MAX_FAILURES,
+            concurrency: self.config().rollout_concurrency.max(1),
+            max_failures: self.config().rollout_max_failures.max(1),
             delay_ring_after_ms: i64::try_from(self.config().delay_ring_after.as_millis()).unwrap_or(i64::MAX),
         }
     }

@@ -18,6 +18,7 @@ mod listing;
 mod notify;
 mod ops;
 mod releases;
+mod rollouts;
 mod scope;
 mod ti;
 mod sensors;
