@@ -7,6 +7,7 @@
 //! `Arc<dyn picket_store::Store>` and never name `PgStore` beyond that choice.
 
 mod alerts;
+mod export;
 mod first_run;
 mod health;
 mod identity;
@@ -415,7 +416,7 @@ impl Store for PgStore {
     }
 
     async fn count_sensors(&self, scope: &Scope, filter: &SensorFilter, ctx: &StatusContext) -> StoreResult<u64> {
-        let built = query::count_sql(scope, filter, ctx);
+        let built = query::fast_count_sql(scope, filter, ctx, query::NameSearch::Like);
         let values = built.params.into_iter().map(Value::from).collect();
         let row = bind(dynamic(built.sql), values).fetch_one(&mut *self.read().await?).await.map_err(db_err)?;
         let n: i64 = row.try_get("n").map_err(corrupt)?;

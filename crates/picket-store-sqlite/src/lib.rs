@@ -6,6 +6,7 @@
 //! `Arc<dyn picket_store::Store>` and never name `SqliteStore` beyond that choice.
 
 mod alerts;
+mod export;
 mod first_run;
 mod health;
 mod identity;
@@ -427,19 +428,22 @@ impl Store for SqliteStore {
     }
 
     async fn list_sensors(&self, q: &SensorQuery) -> StoreResult<Vec<ListedSensor>> {
-        self.fetch_page(q, query::list_sql(q)).await
+        self.fetch_page(q, query::list_sql_sqlite(q)).await
     }
 
     async fn list_sensors_matching(&self, q: &SensorQuery, matches: u64) -> StoreResult<Vec<ListedSensor>> {
         // Many matches: walking the sort index finds a page after ~limit * rows / matches
         // rows. Few: collecting them through the filter's index and sorting is cheaper.
-        let built =
-            if matches >= WALK_SORT_INDEX_FROM { query::list_sql_walking_sort_index(q) } else { query::list_sql(q) };
+        let built = if matches >= WALK_SORT_INDEX_FROM {
+            query::list_sql_walking_sort_index(q)
+        } else {
+            query::list_sql_sqlite(q)
+        };
         self.fetch_page(q, built).await
     }
 
     async fn count_sensors(&self, scope: &Scope, filter: &SensorFilter, ctx: &StatusContext) -> StoreResult<u64> {
-        let built = query::count_sql(scope, filter, ctx);
+        let built = query::fast_count_sql(scope, filter, ctx, query::NameSearch::Fts5Trigram);
         let values = built.params.into_iter().map(Value::from).collect();
         let row = bind(dynamic(built.sql), values).fetch_one(&mut *self.read().await?).await.map_err(db_err)?;
         let n: i64 = row.try_get("n").map_err(corrupt)?;

@@ -22,3 +22,4 @@ picket_store::rotation_conformance_tests!(fresh_store().await);
 picket_store::rollout_conformance_tests!(fresh_store().await);
 picket_store::alert_conformance_tests!(fresh_store().await);
 picket_store::ti_package_conformance_tests!(fresh_store().await);
+picket_store::list_conformance_tests!(fresh_store().await);

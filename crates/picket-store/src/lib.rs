@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod alerts_conformance;
 pub mod conformance;
 pub mod error;
+pub mod export;
 pub mod first_run;
 pub mod health;
 pub mod health_conformance;
@@ -31,6 +32,7 @@ use picket_domain::{StatusContext, Timestamp, Version};
 
 pub use alerts::AlertStore;
 pub use error::{StoreError, StoreResult};
+pub use export::{ExportRow, SensorExportStore};
 pub use first_run::{FirstRunStore, TokenSwap};
 pub use health::{HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueStore, NewHealthIssue};
 pub use identity::{ActivationError, Heartbeat, SensorIdentityStore};
@@ -66,6 +68,7 @@ pub trait Store:
     + RolloutStore
     + AlertStore
     + TiPackageStore
+    + SensorExportStore
     + Send
     + Sync
     + 'static

@@ -269,9 +269,82 @@ pub fn rule_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuer
     format!("COALESCE(({p}), FALSE)")
 }
 
-/// The SQL predicate "this sensor's derived status is `status`": its rule holds and no
-/// earlier rule does.
+/// The clock predicates of the time-dependent status rules, on the generated columns of
+/// migration 0012 (`last_contact_at`, `start_pending_since`; `col` prefixes each column).
+struct Clock {
+    disconnected: String,
+    not_disconnected: String,
+    start_failed: String,
+    not_start_failed: String,
+    outdated: String,
+    not_outdated: String,
+}
+
+impl Clock {
+    fn new(ctx: &StatusContext, q: &mut SqlQuery, col: &str) -> Clock {
+        let (disconnected, not_disconnected) = match ctx.disconnect_cutoff() {
+            Some(cutoff) => {
+                let c = q.bind(SqlParam::Int(cutoff.millis()));
+                (format!("{col}last_contact_at <= {c}"), format!("{col}last_contact_at > {c}"))
+            }
+            None => ("FALSE".to_string(), "TRUE".to_string()),
+        };
+        let sf = q.bind(SqlParam::Int(ctx.start_failed_cutoff().millis()));
+        let (outdated, not_outdated) = match ctx.outdated_below {
+            Some(v) => {
+                let k = q.bind(SqlParam::Int(v.key()));
+                (format!("{col}version_key < {k}"), format!("({col}version_key IS NULL OR {col}version_key >= {k})"))
+            }
+            None => ("FALSE".to_string(), "TRUE".to_string()),
+        };
+        Clock {
+            disconnected,
+            not_disconnected,
+            start_failed: format!("{col}start_pending_since < {sf}"),
+            not_start_failed: format!("({col}start_pending_since IS NULL OR {col}start_pending_since >= {sf})"),
+            outdated,
+            not_outdated,
+        }
+    }
+}
+
+/// The SQL predicate "this sensor's derived status is `status`", on the stored
+/// time-independent rank `status_base` and the clock columns (migration 0012), so an index
+/// serves it. Equivalent to [`derive_status_predicate`] (the conformance suite checks both
+/// against `picket_domain::status::derive_sensor_status`).
 pub fn status_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuery) -> String {
+    status_predicate_with(status, ctx, q, "")
+}
+
+fn status_predicate_with(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuery, col: &str) -> String {
+    use SensorStatus::*;
+    let base = format!("{col}status_base");
+    let rank = status.rank();
+    match status {
+        NotApplicable | PendingActivation | Unreachable => format!("{base} = {rank}"),
+        Disconnected => {
+            let c = Clock::new(ctx, q, col);
+            format!("({base} >= 3 AND {})", c.disconnected)
+        }
+        StartFailed => {
+            let c = Clock::new(ctx, q, col);
+            format!("({base} >= 3 AND {} AND {})", c.not_disconnected, c.start_failed)
+        }
+        UpdateFailed | Updating | NotConfigured | Syncing => {
+            let c = Clock::new(ctx, q, col);
+            format!("({base} = {rank} AND {} AND {})", c.not_disconnected, c.not_start_failed)
+        }
+        Outdated | UpToDate => {
+            let c = Clock::new(ctx, q, col);
+            let v = if status == Outdated { c.outdated } else { c.not_outdated };
+            format!("({base} = 10 AND {} AND {} AND {v})", c.not_disconnected, c.not_start_failed)
+        }
+    }
+}
+
+/// The same predicate built from the recorded facts alone (each earlier rule negated), as
+/// before migration 0012: the reference the stored columns are checked against.
+pub fn derive_status_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuery) -> String {
     let mut parts = Vec::new();
     for earlier in SensorStatus::ALL.iter().take_while(|s| **s != status) {
         parts.push(format!("NOT {}", rule_predicate(*earlier, ctx, q)));
@@ -280,17 +353,14 @@ pub fn status_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQu
     format!("({})", parts.join(" AND "))
 }
 
-/// A SQL expression giving the derived status's rank (`SensorStatus::rank`).
+/// A SQL expression giving the derived status's rank (`SensorStatus::rank`), on
+/// `status_base` and the clock columns (migration 0012).
 pub fn status_rank_expr(ctx: &StatusContext, q: &mut SqlQuery) -> String {
-    let mut s = String::from("(CASE");
-    for status in SensorStatus::ALL {
-        if *status == SensorStatus::UpToDate {
-            break;
-        }
-        s.push_str(&format!(" WHEN {} THEN {}", rule_predicate(*status, ctx, q), status.rank()));
-    }
-    s.push_str(&format!(" ELSE {} END)", SensorStatus::UpToDate.rank()));
-    s
+    let c = Clock::new(ctx, q, "");
+    format!(
+        "(CASE WHEN status_base < 3 THEN status_base WHEN {} THEN 3 WHEN {} THEN 4 WHEN status_base < 10 THEN status_base WHEN {} THEN 9 ELSE 10 END)",
+        c.disconnected, c.start_failed, c.outdated
+    )
 }
 
 fn in_list(column: &str, values: &[String], q: &mut SqlQuery) -> String {
@@ -315,21 +385,37 @@ fn escape_like(s: &str) -> String {
     out
 }
 
+/// How a backend finds names containing `q`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameSearch {
+    /// `name_lower LIKE '%q%'` alone (PostgreSQL: served by its `pg_trgm` index).
+    Like,
+    /// SQLite: candidates from the FTS5 trigram table `sensor_name_search`, then the LIKE.
+    Fts5Trigram,
+}
+
 /// The WHERE clause (without the keyword) for a scope and filter; `TRUE` when unfiltered.
 pub fn where_clause(scope: &Scope, f: &SensorFilter, ctx: &StatusContext, q: &mut SqlQuery) -> String {
-    where_clause_with(scope, f, ctx, q, "")
+    where_clause_with(scope, f, ctx, q, "", NameSearch::Like)
 }
 
 /// `where_clause`, with `col` prefixed to every indexable column: SQLite's unary `+` there
 /// keeps its planner off the filter's index (see `list_sql_walking_sort_index`).
-fn where_clause_with(scope: &Scope, f: &SensorFilter, ctx: &StatusContext, q: &mut SqlQuery, col: &str) -> String {
+fn where_clause_with(
+    scope: &Scope,
+    f: &SensorFilter,
+    ctx: &StatusContext,
+    q: &mut SqlQuery,
+    col: &str,
+    search: NameSearch,
+) -> String {
     let c = |name: &str| format!("{col}{name}");
     let mut parts: Vec<String> = Vec::new();
     if let Scope::Subscriptions(subs) = scope {
         parts.push(if subs.is_empty() { "FALSE".to_string() } else { in_list(&c("subscription"), subs, q) });
     }
     if !f.sensor_status.is_empty() {
-        let ors: Vec<String> = f.sensor_status.iter().map(|s| status_predicate(*s, ctx, q)).collect();
+        let ors: Vec<String> = f.sensor_status.iter().map(|s| status_predicate_with(*s, ctx, q, col)).collect();
         parts.push(format!("({})", ors.join(" OR ")));
     }
     if !f.service_status.is_empty() {
@@ -372,7 +458,17 @@ fn where_clause_with(scope: &Scope, f: &SensorFilter, ctx: &StatusContext, q: &m
         parts.push(format!("{} = {}", c("delayed_update"), q.bind(SqlParam::Bool(d))));
     }
     if let Some(text) = f.q.as_deref().filter(|t| !t.is_empty()) {
-        let pat = q.bind(SqlParam::Text(escape_like(&text.to_lowercase())));
+        let lower = text.to_lowercase();
+        // SQLite's trigram index narrows the candidates (it needs three characters); LIKE on
+        // the row decides. PostgreSQL's trigram index serves the LIKE itself.
+        if search == NameSearch::Fts5Trigram && lower.chars().count() >= 3 {
+            let phrase = q.bind(SqlParam::Text(format!("\"{}\"", lower.replace('"', "\"\""))));
+            parts.push(format!(
+                "{} IN (SELECT rowid FROM sensor_name_search WHERE sensor_name_search MATCH {phrase})",
+                c("rowid")
+            ));
+        }
+        let pat = q.bind(SqlParam::Text(escape_like(&lower)));
         parts.push(format!("name_lower LIKE {pat} ESCAPE '\\'"));
     }
     if parts.is_empty() { "TRUE".to_string() } else { parts.join(" AND ") }
@@ -389,15 +485,42 @@ pub fn list_sql(query: &SensorQuery) -> SqlQuery {
 /// collecting every match through the filter's index and sorting them all (its choice even
 /// with statistics: seconds for a filter that matches half a million sensors).
 pub fn list_sql_walking_sort_index(query: &SensorQuery) -> SqlQuery {
-    page_sql(query, "+")
+    page_sql_for(query, true, NameSearch::Fts5Trigram)
+}
+
+/// `list_sql` for SQLite when few rows match (its name search through `sensor_name_search`).
+pub fn list_sql_sqlite(query: &SensorQuery) -> SqlQuery {
+    page_sql_for(query, false, NameSearch::Fts5Trigram)
 }
 
 fn page_sql(query: &SensorQuery, col: &str) -> SqlQuery {
+    page_sql_for(query, col == "+", NameSearch::Like)
+}
+
+fn page_sql_for(query: &SensorQuery, walk_sort_index: bool, search: NameSearch) -> SqlQuery {
+    page_sql_columns(query, walk_sort_index, search, SENSOR_COLUMNS, false)
+}
+
+/// A keyset page selecting `columns`, the sort value (`sort_value`) and, with `with_status`,
+/// the derived status rank (`status_rank`).
+pub(crate) fn page_sql_columns(
+    query: &SensorQuery,
+    walk_sort_index: bool,
+    search: NameSearch,
+    columns: &str,
+    with_status: bool,
+) -> SqlQuery {
+    let col = if walk_sort_index { "+" } else { "" };
     let mut q = SqlQuery::default();
-    let filter = where_clause_with(&query.scope, &query.filter, &query.status, &mut q, col);
+    let filter = where_clause_with(&query.scope, &query.filter, &query.status, &mut q, col, search);
     let sort_expr = match query.sort.key {
         SortKey::SensorStatus => status_rank_expr(&query.status, &mut q),
         k => k.column_expr().to_string(),
+    };
+    let status = if with_status {
+        format!("{} AS status_rank, ", status_rank_expr(&query.status, &mut q))
+    } else {
+        String::new()
     };
     let (cmp, dir) = if query.sort.descending { ("<", "DESC") } else { (">", "ASC") };
     let mut clause = filter;
@@ -418,7 +541,7 @@ fn page_sql(query: &SensorQuery, col: &str) -> SqlQuery {
     }
     let limit = q.bind(SqlParam::Int(i64::from(query.limit)));
     q.sql = format!(
-        "SELECT {SENSOR_COLUMNS}, {sort_expr} AS sort_value FROM sensors WHERE {clause} ORDER BY {sort_expr} {dir}, id {dir} LIMIT {limit}"
+        "SELECT {columns}, {status}{sort_expr} AS sort_value FROM sensors WHERE {clause} ORDER BY {sort_expr} {dir}, id {dir} LIMIT {limit}"
     );
     q
 }
@@ -427,6 +550,38 @@ fn page_sql(query: &SensorQuery, col: &str) -> SqlQuery {
 pub fn count_sql(scope: &Scope, filter: &SensorFilter, ctx: &StatusContext) -> SqlQuery {
     let mut q = SqlQuery::default();
     let w = where_clause(scope, filter, ctx, &mut q);
+    q.sql = format!("SELECT COUNT(*) AS n FROM sensors WHERE {w}");
+    q
+}
+
+/// The cheapest exact count of the sensors matching (one row, column `n`):
+/// - filters on subscription, zone, type, mode and health only (the scope included): a sum
+///   over `sensor_counts`, the per-cell counts that triggers keep (migration 0012);
+/// - one tag and nothing else, unscoped: `sensor_tag_counts` (kept by triggers too);
+/// - anything else: `count_sql` (with `search` for `q`).
+pub fn fast_count_sql(scope: &Scope, f: &SensorFilter, ctx: &StatusContext, search: NameSearch) -> SqlQuery {
+    let mut q = SqlQuery::default();
+    let only_counted_columns = f.sensor_status.is_empty()
+        && f.service_status.is_empty()
+        && f.domain.is_empty()
+        && f.site.is_empty()
+        && f.tag.is_empty()
+        && f.version.is_empty()
+        && f.delayed_update.is_none()
+        && f.q.as_deref().is_none_or(str::is_empty);
+    if only_counted_columns {
+        // `where_clause` names only columns `sensor_counts` has for these filters.
+        let w = where_clause(scope, f, ctx, &mut q);
+        q.sql = format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM sensor_counts WHERE {w}");
+        return q;
+    }
+    let only_one_tag = *f == SensorFilter { tag: f.tag.clone(), ..SensorFilter::default() } && f.tag.len() == 1;
+    if only_one_tag && *scope == Scope::All {
+        let tag = q.bind(SqlParam::Text(f.tag[0].clone()));
+        q.sql = format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM sensor_tag_counts WHERE tag = {tag}");
+        return q;
+    }
+    let w = where_clause_with(scope, f, ctx, &mut q, "", search);
     q.sql = format!("SELECT COUNT(*) AS n FROM sensors WHERE {w}");
     q
 }

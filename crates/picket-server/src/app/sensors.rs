@@ -10,7 +10,7 @@ use picket_domain::validate::{
 };
 use picket_domain::{HealthStatus, SensorStatus, StatusContext, ValidationError};
 use picket_proto::{ActivationFile, ListPage, OnboardRequest, PatchSensorRequest, SensorConfig, SensorView, Summary};
-use picket_store::{CursorPos, NewSensor, Scope, SensorFilter, SensorPatch, SensorQuery, SensorRow, Sort};
+use picket_store::{CursorPos, ExportRow, NewSensor, Scope, SensorFilter, SensorPatch, SensorQuery, SensorRow, Sort};
 
 use super::{App, AppError, AppResult, MAX_LIMIT};
 use crate::auth::{Operator, Viewer};
@@ -19,7 +19,7 @@ use crate::ids::{new_secret_hex, new_uuid, sha256_hex};
 /// Longest capture/monitor setting.
 pub const MAX_CAPTURE_LEN: usize = 256;
 /// Rows fetched per store round trip while exporting; memory stays bounded by this.
-pub const EXPORT_BATCH: u32 = 1000;
+pub const EXPORT_BATCH: u32 = 5000;
 
 /// A list request after its parameters were parsed.
 #[derive(Debug, Clone, Default)]
@@ -370,7 +370,8 @@ impl App {
 }
 
 /// Keyset paging over every matching sensor, one store round trip per batch, statuses
-/// derived at the moment the export started.
+/// derived at the moment the export started (in SQL, by the same rules as the list's filter;
+/// only the CSV's columns are read: `picket_store::export`).
 pub struct SensorBatches {
     app: Arc<App>,
     scope: Scope,
@@ -383,7 +384,7 @@ pub struct SensorBatches {
 
 impl SensorBatches {
     /// The next batch; `None` after the last.
-    pub async fn next_batch(&mut self) -> Option<AppResult<Vec<SensorView>>> {
+    pub async fn next_batch(&mut self) -> Option<AppResult<Vec<ExportRow>>> {
         if self.done {
             return None;
         }
@@ -395,7 +396,7 @@ impl SensorBatches {
             limit: EXPORT_BATCH,
             status: self.ctx,
         };
-        let rows = match self.app.store.list_sensors(&query).await {
+        let rows = match self.app.store.export_page(&query).await {
             Ok(rows) => rows,
             Err(e) => {
                 self.done = true;
@@ -407,12 +408,12 @@ impl SensorBatches {
         }
         if let Some(last) = rows.last() {
             self.after =
-                Some(CursorPos { sort: self.sort.as_param(), value: last.sort_value.clone(), id: last.row.id.clone() });
+                Some(CursorPos { sort: self.sort.as_param(), value: last.sort_value.clone(), id: last.id.clone() });
         }
         if rows.is_empty() {
             return None;
         }
-        Some(Ok(rows.into_iter().map(|l| sensor_view(l.row, &self.ctx)).collect()))
+        Some(Ok(rows))
     }
 }
 

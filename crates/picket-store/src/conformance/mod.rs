@@ -17,6 +17,7 @@ use crate::query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValu
 use crate::{ApiToken, Audit, Scope, SensorPatch, SensorRow, Store, StoreError, Subscription, Zone};
 
 mod fixtures;
+pub mod lists;
 
 use fixtures::*;
 
