@@ -14,6 +14,8 @@ use serde::de::DeserializeOwned;
 
 /// How long a call may take in all.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a package download may take in all.
+pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -128,6 +130,60 @@ impl SensorClient {
     /// `POST /sensor/v1/cert/confirm` (with the proposed certificate).
     pub async fn confirm_cert(&self) -> Result<CertConfirmResponse, ClientError> {
         self.call::<(), _>(reqwest::Method::POST, "/sensor/v1/cert/confirm", None).await
+    }
+
+    /// `POST /sensor/v1/alerts`: a batch of queued alerts.
+    pub async fn upload_alerts(
+        &self,
+        req: &picket_proto::ti::AlertUpload,
+    ) -> Result<picket_proto::ti::AlertUploadResponse, ClientError> {
+        self.call(reqwest::Method::POST, "/sensor/v1/alerts", Some(req)).await
+    }
+
+    /// `GET /sensor/v1/packages/{sha256}`: the package's bytes, refused past `max_bytes`
+    /// (`Protocol`) without reading further.
+    pub async fn download_package(&self, sha256: &str, max_bytes: u64) -> Result<Vec<u8>, ClientError> {
+        let n = self.urls.len();
+        let start = self.current.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let url = format!("{}/sensor/v1/packages/{sha256}", self.urls[idx]);
+            // Downloads may take longer than a call; the size cap bounds them.
+            let sent = self.http.get(&url).timeout(DOWNLOAD_TIMEOUT).send().await;
+            let mut resp = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    last = Some(ClientError::Unreachable { url, message: chain(&e) });
+                    continue;
+                }
+            };
+            self.current.store(idx, Ordering::Relaxed);
+            if !resp.status().is_success() {
+                return decode::<serde_json::Value>(&url, resp).await.map(|_| Vec::new());
+            }
+            let too_big = || ClientError::Protocol {
+                url: url.clone(),
+                message: format!("the package is over {max_bytes} bytes"),
+            };
+            if resp.content_length().is_some_and(|l| l > max_bytes) {
+                return Err(too_big());
+            }
+            let mut body = Vec::new();
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(c)) => {
+                        if body.len() as u64 + c.len() as u64 > max_bytes {
+                            return Err(too_big());
+                        }
+                        body.extend_from_slice(&c);
+                    }
+                    Ok(None) => return Ok(body),
+                    Err(e) => return Err(ClientError::Unreachable { url: url.clone(), message: chain(&e) }),
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Setup("no control-plane URL".to_string())))
     }
 
     /// One call: the current URL first, then the others in order, moving on only when a URL

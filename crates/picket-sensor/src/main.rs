@@ -1,5 +1,5 @@
-//! The `picket-sensor` binary: clap → `activate`, `run`, `status`, `rotate-cert`, `rename` or
-//! `reactivate`; errors print their chain and exit 1 (`run` only exits on a signal or an
+//! The `picket-sensor` binary: clap → `activate`, `run`, `status`, `rotate-cert`, `rename`,
+//! `reactivate`, `alerts list` or `ti import`; errors print their chain and exit 1 (`run` only exits on a signal or an
 //! unusable state dir, never on the network).
 
 use std::path::PathBuf;
@@ -102,6 +102,25 @@ enum Command {
         /// Rotate the certificate when it expires within this long.
         #[arg(long, value_parser = duration, default_value = "30d", value_name = "DURATION")]
         cert_rotate_before: Duration,
+        /// Follow this JSON-lines file (repeatable): every line is an event, matched against the
+        /// active TI; rotation by rename or truncation is followed, and a restart resumes where
+        /// it stopped.
+        #[arg(long, value_name = "FILE")]
+        follow: Vec<PathBuf>,
+        /// Receive syslog (RFC 5424 or 3164) on `udp://HOST:PORT` or `tcp://HOST:PORT`
+        /// (repeatable); every message is matched against the active TI.
+        #[arg(long, value_name = "URL", value_parser = clap::value_parser!(picket_sensor::detect::syslog::Listen))]
+        syslog_listen: Vec<picket_sensor::detect::syslog::Listen>,
+    },
+    /// Alerts kept on this host.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
+    /// Threat-intelligence packages on this host.
+    Ti {
+        #[command(subcommand)]
+        command: TiCommand,
     },
     /// Print the sensor's identity, certificate expiry, last contact and last error.
     Status {
@@ -112,6 +131,151 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `picket-sensor alerts ...`.
+#[derive(Debug, Subcommand)]
+enum AlertsCommand {
+    /// List the alerts kept on this host, oldest first (a cloud-connected sensor keeps them
+    /// after upload too, up to the store's retention cap; `uploaded` says which were sent).
+    List {
+        /// The state dir.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// Print JSON (an array of alerts, each with `uploaded`).
+        #[arg(long)]
+        json: bool,
+        /// Show only the newest N.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+}
+
+/// `picket-sensor ti ...`.
+#[derive(Debug, Subcommand)]
+enum TiCommand {
+    /// Verify a TI package (downloaded with `picket ti download`) against the activation's
+    /// package-signing keys and make it the active TI; a running sensor uses it within two
+    /// seconds, without a restart. A version at or below the active one is refused.
+    Import {
+        /// The TI package file.
+        package: PathBuf,
+        /// The state dir.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+    },
+    /// Show the TI version in effect.
+    Status {
+        /// The state dir.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One line of `alerts list --json`: the alert as the sensor raised it, and whether the
+/// control plane accepted it.
+#[derive(Debug, Serialize)]
+struct AlertOut {
+    #[serde(flatten)]
+    alert: picket_proto::ti::SensorAlert,
+    uploaded: bool,
+}
+
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing to stdout"),
+    }
+}
+
+fn alerts_list(state_dir: PathBuf, json: bool, limit: Option<usize>) -> anyhow::Result<()> {
+    let state = StateDir::new(state_dir);
+    let me = state.read_sensor()?;
+    let mut all = picket_sensor::alerts::list(&state.root().join("alerts"))?;
+    if let Some(n) = limit {
+        let drop = all.len().saturating_sub(n);
+        all.drain(..drop);
+    }
+    if json {
+        let out: Vec<AlertOut> = all.into_iter().map(|a| AlertOut { alert: a.alert, uploaded: a.uploaded }).collect();
+        return print_out(&serde_json::to_string_pretty(&out).context("formatting alerts")?);
+    }
+    if all.is_empty() {
+        return print_out("no alerts on this host");
+    }
+    let local = me.mode == picket_domain::Mode::LocallyManaged;
+    let mut text =
+        format!("{:<24} {:<8} {:<8} {:<40} {:<9} {}\n", "TIME", "SEVERITY", "TYPE", "INDICATOR", "UPLOADED", "EXCERPT");
+    for a in &all {
+        let uploaded = if local {
+            "kept"
+        } else if a.uploaded {
+            "yes"
+        } else {
+            "queued"
+        };
+        let excerpt: String = a.alert.excerpt.chars().take(80).collect();
+        text.push_str(&format!(
+            "{:<24} {:<8} {:<8} {:<40} {:<9} {}\n",
+            picket_proto::time::format_ts(a.alert.time),
+            a.alert.severity,
+            a.alert.indicator.kind,
+            a.alert.indicator.value,
+            uploaded,
+            excerpt
+        ));
+    }
+    text.push_str(&format!("{} alerts", all.len()));
+    print_out(&text)
+}
+
+fn ti_import(package: PathBuf, state_dir: PathBuf) -> anyhow::Result<()> {
+    let state = StateDir::new(state_dir);
+    let me = state.read_sensor()?;
+    let keys = picket_sensor::ti::trusted_keys(&me.package_signing_keys)?;
+    let limit = picket_package::TiLimits::default().max_package_bytes;
+    let len = std::fs::metadata(&package).with_context(|| format!("reading {}", package.display()))?.len();
+    if len > limit {
+        anyhow::bail!("{} is over the TI package size limit ({limit} bytes)", package.display());
+    }
+    let bytes = std::fs::read(&package).with_context(|| format!("reading {}", package.display()))?;
+    let previous = picket_sensor::ti::read_active(&state)?.map(|i| i.version);
+    let info = picket_sensor::ti::apply_package(&state, &bytes, &keys, run::now())
+        .with_context(|| format!("{} not imported", package.display()))?;
+    let before = previous.map_or("none".to_string(), |v| v.to_string());
+    print_out(&format!(
+        "imported TI version {} ({} indicators, signed by key {} at {}; previous version: {before}); a running \
+         picket-sensor uses it within 2 seconds",
+        info.version,
+        info.indicator_count,
+        info.key_id,
+        picket_proto::time::format_ts(info.signed_at),
+    ))
+}
+
+fn ti_status(state_dir: PathBuf, json: bool) -> anyhow::Result<()> {
+    let state = StateDir::new(state_dir);
+    state.read_sensor()?;
+    let info = picket_sensor::ti::read_active(&state)?;
+    if json {
+        return print_out(&serde_json::to_string_pretty(&info).context("formatting")?);
+    }
+    match info {
+        None => print_out("no TI package applied yet"),
+        Some(i) => print_out(&format!(
+            "TI version {} ({} indicators), signed by key {} at {}, applied at {}",
+            i.version,
+            i.indicator_count,
+            i.key_id,
+            picket_proto::time::format_ts(i.signed_at),
+            picket_proto::time::format_ts(i.applied_at)
+        )),
+    }
 }
 
 /// What `status --json` prints.
@@ -283,7 +447,15 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
             println!("renamed sensor {} to {} on this host", me.sensor_id, me.sensor_name);
             Ok(())
         }
-        Command::Run { state_dir, heartbeat_interval, max_backoff, version, cert_rotate_before } => {
+        Command::Run {
+            state_dir,
+            heartbeat_interval,
+            max_backoff,
+            version,
+            cert_rotate_before,
+            follow,
+            syslog_listen,
+        } => {
             init_logging();
             if heartbeat_interval.is_zero() {
                 anyhow::bail!("--heartbeat-interval must be above zero");
@@ -294,11 +466,17 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
                 timings: Timings { interval: heartbeat_interval, max_backoff: max_backoff.max(Duration::from_secs(1)) },
                 version,
                 cert_rotate_before,
+                detect: picket_sensor::detect::DetectOptions { follow, syslog: syslog_listen },
             };
             run::run(&StateDir::new(state_dir), opts, shutdown_signal()).await?;
             Ok(())
         }
         Command::Status { state_dir, json } => status(state_dir, json),
+        Command::Alerts { command: AlertsCommand::List { state_dir, json, limit } } => {
+            alerts_list(state_dir, json, limit)
+        }
+        Command::Ti { command: TiCommand::Import { package, state_dir } } => ti_import(package, state_dir),
+        Command::Ti { command: TiCommand::Status { state_dir, json } } => ti_status(state_dir, json),
     }
 }
 

@@ -227,6 +227,8 @@ pub struct RunOptions {
     pub version: String,
     /// Rotate the certificate when it expires within this long (`--cert-rotate-before`).
     pub cert_rotate_before: Duration,
+    /// Event sources of the detection engine (`--follow`, `--syslog-listen`).
+    pub detect: crate::detect::DetectOptions,
 }
 
 /// The identity `run` calls with: rebuilt whenever `identity/cert.pem` changes (a rotation by
@@ -321,9 +323,12 @@ impl ProcStats {
 /// certificate rotation when due. A locally managed sensor makes no network call at all.
 pub async fn run(state: &StateDir, opts: RunOptions, stop: impl Future<Output = ()>) -> Result<(), SensorError> {
     let me = state.read_sensor()?;
+    let engine = crate::engine::Engine::start(state, &me, &opts.detect, opts.timings.max_backoff)
+        .map_err(SensorError::Invalid)?;
     if me.mode == picket_domain::Mode::LocallyManaged {
         tracing::info!(sensor_id = %me.sensor_id, "picket-sensor running, locally managed: no control plane to contact");
         stop.await;
+        engine.stop().await;
         tracing::info!("picket-sensor stopped");
         return Ok(());
     }
@@ -378,7 +383,7 @@ pub async fn run(state: &StateDir, opts: RunOptions, stop: impl Future<Output = 
                     service_status: ServiceStatus::Running,
                     version: Some(opts.version.clone()),
                     config_version_applied: core.config_applied,
-                    ti_version: None,
+                    ti_version: engine.ti_version(),
                     rss_bytes: ProcStats::rss_bytes(),
                     cpu_percent: stats.cpu_percent(),
                     uptime_secs: Some(started.elapsed().as_secs()),
@@ -392,6 +397,7 @@ pub async fn run(state: &StateDir, opts: RunOptions, stop: impl Future<Output = 
                     r = call => r,
                 };
                 r.map(|answer| {
+                    engine.offer(answer.ti.as_ref());
                     core.on_heartbeat(&answer);
                     status.sensor_name = Some(answer.sensor_name);
                 })
@@ -444,6 +450,7 @@ pub async fn run(state: &StateDir, opts: RunOptions, stop: impl Future<Output = 
         persist(state, &status);
     }
     persist(state, &status);
+    engine.stop().await;
     tracing::info!("picket-sensor stopped");
     Ok(())
 }

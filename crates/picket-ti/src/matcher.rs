@@ -231,6 +231,33 @@ impl Matcher {
         self.check_str(s, out);
     }
 
+    /// Matches free text (a syslog message): every token between whitespace and the
+    /// punctuation that cannot be inside an address, domain, URL or hash (`"'<>()[]{},;=|` and
+    /// the backquote) is checked like a string value (and again without a trailing `.`, `:` or
+    /// `,`), and the whole text against the patterns. `out` is cleared, then receives each
+    /// matching indicator once.
+    pub fn match_text<'m>(&'m self, text: &str, out: &mut Vec<Match<'m>>) {
+        out.clear();
+        let split = |c: char| {
+            c.is_whitespace()
+                || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')' | '[' | ']' | '{' | '}' | ',' | ';' | '=' | '|' | '`')
+        };
+        for token in text.split(split).filter(|t| !t.is_empty()) {
+            self.check_str(token, out);
+            let trimmed = token.trim_end_matches(['.', ':', ',']);
+            if !trimmed.is_empty() && trimmed.len() != token.len() {
+                self.check_str(trimmed, out);
+            }
+        }
+        if let Some(set) = &self.patterns
+            && set.is_match(text)
+        {
+            for i in set.matches(text).iter() {
+                self.push(self.pattern_ids[i], out);
+            }
+        }
+    }
+
     fn push<'m>(&'m self, id: u32, out: &mut Vec<Match<'m>>) {
         let index = id as usize;
         if out.iter().any(|m| m.index == index) {

@@ -232,3 +232,31 @@ proptest! {
         let _ = m.match_event(&line, &mut out);
     }
 }
+
+/// The indicator values matching free text, sorted.
+fn check_text(m: &Matcher, text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    m.match_text(text, &mut out);
+    let mut v: Vec<String> = out.iter().map(|m| m.value.to_owned()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn free_text_is_split_into_tokens_and_matched_with_patterns() {
+    let m = matcher(&[
+        ("ip", "203.0.113.7"),
+        ("domain", "evil.example"),
+        ("sha256", SHA),
+        ("pattern", "^<\\d+>1 .* sudo\\["),
+        ("ip", "2001:db8::1"),
+    ]);
+    let syslog = "<34>1 2026-11-22T10:00:00Z host sudo[42]: connection from 203.0.113.7: ok";
+    assert_eq!(check_text(&m, syslog), ["203.0.113.7", "^<\\d+>1 .* sudo\\["]);
+    assert_eq!(check_text(&m, "lookup a.b.evil.example. failed"), ["evil.example"]);
+    assert_eq!(check_text(&m, "GET http://www.evil.example/x?y=1"), ["evil.example"]);
+    assert_eq!(check_text(&m, &format!("file={SHA},size=1")), [SHA]);
+    assert_eq!(check_text(&m, "peer=[2001:db8::1]:443;"), ["2001:db8::1"]);
+    assert_eq!(check_text(&m, "nothing here 203.0.113.8 notevil.example"), Vec::<String>::new());
+    assert_eq!(check_text(&m, ""), Vec::<String>::new());
+}

@@ -96,6 +96,7 @@ pub struct Server {
     database_url: Option<String>,
     port: u16,
     disconnect_after: String,
+    extra_args: Vec<String>,
     runs: u32,
     /// `http://127.0.0.1:<port>`.
     pub api: String,
@@ -106,8 +107,16 @@ pub struct Server {
     http: reqwest::Client,
 }
 
-/// `picket serve` with its data in `dir` on the given ports; run `run` logs to `serve-<run>.err`.
-fn spawn_server(dir: &Path, port: u16, sensor_port: u16, disconnect_after: &str, db: Option<&str>, run: u32) -> Child {
+/// `picket serve` with its data in `dir` on the given ports (and `extra` arguments); run `run`
+/// logs to `serve-<run>.err`.
+fn spawn_server(
+    dir: &Path,
+    (port, sensor_port): (u16, u16),
+    disconnect_after: &str,
+    extra: &[String],
+    db: Option<&str>,
+    run: u32,
+) -> Child {
     let mut cmd = Command::new(picket_bin());
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("PICKET_") && k != "PICKET_TEST_DATABASE_URL" {
@@ -119,6 +128,7 @@ fn spawn_server(dir: &Path, port: u16, sensor_port: u16, disconnect_after: &str,
         .args(["--disconnect-after", disconnect_after])
         .arg("--data-dir")
         .arg(dir.join("data"))
+        .args(extra)
         .env("PICKET_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -133,18 +143,24 @@ fn spawn_server(dir: &Path, port: u16, sensor_port: u16, disconnect_after: &str,
 impl Server {
     /// Starts `picket serve` on `backend` with `disconnect_after`, and waits until healthy.
     pub async fn start(backend: Backend, disconnect_after: &str) -> Server {
+        Server::start_with_args(backend, disconnect_after, &[]).await
+    }
+
+    /// `start` with more `picket serve` arguments (e.g. `--release-key-pub FILE`).
+    pub async fn start_with_args(backend: Backend, disconnect_after: &str, extra: &[String]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(picket_testkit::pg::fresh_database_url().await),
         };
         let (port, sensor_port) = (free_port(), free_port());
-        let child = spawn_server(dir.path(), port, sensor_port, disconnect_after, database_url.as_deref(), 0);
+        let child = spawn_server(dir.path(), (port, sensor_port), disconnect_after, extra, database_url.as_deref(), 0);
         let mut server = Server {
             child,
             database_url,
             port,
             disconnect_after: disconnect_after.to_string(),
+            extra_args: extra.to_vec(),
             runs: 0,
             api: format!("http://127.0.0.1:{port}"),
             sensor_port,
@@ -167,7 +183,8 @@ impl Server {
     pub async fn start_again(&mut self) {
         self.runs += 1;
         let db = self.database_url.as_deref();
-        self.child = spawn_server(self.dir.path(), self.port, self.sensor_port, &self.disconnect_after, db, self.runs);
+        let ports = (self.port, self.sensor_port);
+        self.child = spawn_server(self.dir.path(), ports, &self.disconnect_after, &self.extra_args, db, self.runs);
         self.wait_healthy().await;
     }
 
