@@ -22,6 +22,7 @@ pub mod identity;
 pub mod rotate;
 pub mod run;
 pub mod state;
+pub mod updates;
 pub mod ti;
 pub mod uplink;
 

@@ -379,8 +379,9 @@ pub async fn run(state: &StateDir, opts: RunOptions, stop: impl Future<Output = 
         let action = core.next_action();
         let result = match action {
             Action::Heartbeat => {
+                let report = crate::updates::pending_report(state.root());
                 let req = HeartbeatRequest {
-                    service_status: ServiceStatus::Running,
+                    service_status: crate::updates::service_status(state.root()).unwrap_or(ServiceStatus::Running),
                     version: Some(opts.version.clone()),
                     config_version_applied: core.config_applied,
                     ti_version: engine.ti_version(),
@@ -388,8 +389,8 @@ pub async fn run(state: &StateDir, opts: RunOptions, stop: impl Future<Output = 
                     cpu_percent: stats.cpu_percent(),
                     uptime_secs: Some(started.elapsed().as_secs()),
                     service_started_at: Some(started_at),
-                    update_report: None,
-                    watchdog_restart_at: None,
+                    update_report: report.clone(),
+                    watchdog_restart_at: crate::updates::watchdog_restart_at(state.root()),
                 };
                 let call = client.heartbeat(&req);
                 let r = tokio::select! {
@@ -397,6 +398,7 @@ pub async fn run(state: &StateDir, opts: RunOptions, stop: impl Future<Output = 
                     r = call => r,
                 };
                 r.map(|answer| {
+                    crate::updates::on_answer(state.root(), answer.update.as_ref(), report.as_ref());
                     engine.offer(answer.ti.as_ref());
                     core.on_heartbeat(&answer);
                     status.sensor_name = Some(answer.sensor_name);

@@ -1,7 +1,9 @@
 //! Real processes for the end-to-end tests of `picket-updater`: `picket serve` and
 //! `picket-sensor` (built once per run with the same cargo and target dir, as the sensor's
 //! own end-to-end tests do), packages built and signed with `picket-package` whose entry
-//! point is the real sensor binary, a small REST helper, polling with deadlines.
+//! point is the real sensor binary (stripped, as a release build would be), a small REST
+//! helper, read access to the server's database (the rollout's grant records), polling with
+//! deadlines.
 
 #![allow(dead_code)]
 
@@ -66,6 +68,30 @@ pub fn bins() -> (PathBuf, PathBuf) {
     .clone()
 }
 
+/// The sensor binary that goes into packages: the debug build without its debug info (a
+/// fifth of the size, so every download, verification and extraction is quicker), or the
+/// build itself where `strip` is missing.
+pub fn packaged_sensor() -> PathBuf {
+    static STRIPPED: OnceLock<PathBuf> = OnceLock::new();
+    STRIPPED
+        .get_or_init(|| {
+            let src = bins().1;
+            let tmp = src.with_file_name(format!("picket-sensor-updater-e2e.{}.tmp", std::process::id()));
+            let out = src.with_file_name("picket-sensor-updater-e2e");
+            let ok = Command::new("strip")
+                .arg("-o")
+                .arg(&tmp)
+                .arg(&src)
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+                && std::fs::rename(&tmp, &out).is_ok();
+            if ok { out } else { src }
+        })
+        .clone()
+}
+
 /// Now as a `Timestamp`.
 pub fn now() -> Timestamp {
     let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
@@ -76,7 +102,7 @@ pub fn now() -> Timestamp {
 pub fn package(key: &SecretKey, v: &str, dir: &Path) -> PathBuf {
     let input = dir.join(format!("input-{v}"));
     std::fs::create_dir_all(input.join("bin")).expect("input dir");
-    std::fs::copy(bins().1, input.join("bin/picket-sensor")).expect("copy the sensor");
+    std::fs::copy(packaged_sensor(), input.join("bin/picket-sensor")).expect("copy the sensor");
     std::fs::write(input.join("README"), format!("picket sensor {v}\n")).expect("readme");
     let out = dir.join(format!("picket-sensor-{v}.pkg"));
     let opts = BuildOptions {
@@ -119,7 +145,7 @@ pub async fn wait_for<T>(timeout: Duration, what: &str, mut f: impl AsyncFnMut()
     }
 }
 
-/// A running `picket serve` trusting one release key; killed on drop.
+/// A running `picket serve` trusting two release keys; killed on drop.
 pub struct Server {
     child: Child,
     /// `http://127.0.0.1:<port>`.
@@ -128,16 +154,37 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     /// The release key the server trusts.
     pub key: SecretKey,
+    /// A second key the server trusts too (activation files carry both).
+    pub other_key: SecretKey,
+    /// Where its database is.
+    pub database: Database,
     http: reqwest::Client,
+}
+
+/// Where a test server keeps its data.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// `<data-dir>/picket.db`.
+    Sqlite(PathBuf),
+    /// The URL of its fresh PostgreSQL database.
+    Postgres(String),
 }
 
 impl Server {
     /// Starts `picket serve` on `backend` and waits until healthy.
     pub async fn start(backend: Backend) -> Server {
+        Server::start_with(backend, &[]).await
+    }
+
+    /// Starts `picket serve` on `backend` with `extra` arguments (shortened timings).
+    pub async fn start_with(backend: Backend, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = SecretKey::generate().expect("key");
+        let other_key = SecretKey::generate().expect("key");
         let pub_path = dir.path().join("release.pub");
         std::fs::write(&pub_path, key.public().to_base64()).expect("pub key");
+        let other_pub_path = dir.path().join("other-release.pub");
+        std::fs::write(&other_pub_path, other_key.public().to_base64()).expect("pub key");
         let (port, sensor_port) = (free_port(), free_port());
         let mut cmd = Command::new(bins().0);
         for (k, _) in std::env::vars_os() {
@@ -149,15 +196,22 @@ impl Server {
             .args(["--sensor-listen", &format!("127.0.0.1:{sensor_port}")])
             .arg("--release-key-pub")
             .arg(&pub_path)
+            .arg("--release-key-pub")
+            .arg(&other_pub_path)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
+            .args(extra)
             .env("PICKET_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("serve.err")).expect("stderr file"));
-        if backend == Backend::Postgres {
-            cmd.arg("--database-url").arg(picket_testkit::pg::fresh_database_url().await);
+        let database = match backend {
+            Backend::Sqlite => Database::Sqlite(dir.path().join("data/picket.db")),
+            Backend::Postgres => Database::Postgres(picket_testkit::pg::fresh_database_url().await),
+        };
+        if let Database::Postgres(url) = &database {
+            cmd.arg("--database-url").arg(url);
         }
         let mut child = cmd.spawn().expect("picket serve starts");
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -168,7 +222,15 @@ impl Server {
             assert!(Instant::now() < deadline, "picket serve not healthy after 60 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Server { child, api: format!("http://127.0.0.1:{port}"), dir, key, http: reqwest::Client::new() }
+        Server {
+            child,
+            api: format!("http://127.0.0.1:{port}"),
+            dir,
+            key,
+            other_key,
+            database,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// A REST call with the admin token; returns the status and the JSON body (or `Null`).
@@ -202,8 +264,13 @@ impl Server {
 
     /// Onboards a sensor; returns its id and the path of its activation file.
     pub async fn onboard(&self, name: &str) -> (String, PathBuf) {
+        self.onboard_with(name, false).await
+    }
+
+    /// Onboards a sensor with `delayed_update`; returns its id and its activation file.
+    pub async fn onboard_with(&self, name: &str, delayed_update: bool) -> (String, PathBuf) {
         let body = serde_json::json!({"name": name, "type": "domain_controller", "domain": "corp.example.com",
-            "mode": "cloud_connected"});
+            "mode": "cloud_connected", "delayed_update": delayed_update});
         let (status, v) = self.call(reqwest::Method::POST, "/api/v1/sensors", Some(body)).await;
         assert_eq!(status, 201, "onboard: {v}");
         let id = v["id"].as_str().expect("sensor id").to_string();
@@ -220,6 +287,171 @@ impl Server {
         assert_eq!(status, 200, "get sensor: {v}");
         v
     }
+
+    /// The open health issues of `kind` of sensor `id`.
+    pub async fn open_issues(&self, id: &str, kind: &str) -> Vec<Value> {
+        let (status, v) = self.call(reqwest::Method::GET, &format!("/api/v1/sensors/{id}/health-issues"), None).await;
+        assert_eq!(status, 200, "health issues: {v}");
+        v["items"]
+            .as_array()
+            .map(|a| a.iter().filter(|i| i["kind"] == kind && i["status"] == "open").cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A connection to the server's database.
+    pub async fn db(&self) -> Db {
+        Db::connect(&self.database).await
+    }
+}
+
+/// One row of `update_grants`, as the rollout job and the heartbeat hook left it.
+#[derive(Debug, Clone)]
+pub struct GrantRow {
+    /// `upd_...`.
+    pub update_id: String,
+    /// The sensor it went to.
+    pub sensor_id: String,
+    /// The version granted.
+    pub version: String,
+    /// `granted`, `succeeded` or `failed`.
+    pub state: String,
+    /// When it was given (ms).
+    pub granted_at: i64,
+    /// When it finished (ms).
+    pub finished_at: Option<i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Direct access to the server's database, for reading the rollout's records and for the few
+/// cases where a test plays a compromised control plane (altered package bytes, altered grant).
+pub enum Db {
+    /// SQLite (WAL: readable and writable beside the server, which waits on its lock).
+    Sqlite(sqlx::SqlitePool),
+    /// PostgreSQL.
+    Postgres(sqlx::PgPool),
+}
+
+macro_rules! on_pool {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite($p) => $body,
+            Db::Postgres($p) => $body,
+        }
+    };
+}
+
+macro_rules! grant_rows {
+    ($rows:expr) => {
+        $rows
+            .iter()
+            .map(|r| {
+                use sqlx::Row;
+                GrantRow {
+                    update_id: r.get("update_id"),
+                    sensor_id: r.get("sensor_id"),
+                    version: r.get("version"),
+                    state: r.get("state"),
+                    granted_at: r.get("granted_at"),
+                    finished_at: r.get("finished_at"),
+                    error: r.get("error"),
+                }
+            })
+            .collect::<Vec<GrantRow>>()
+    };
+}
+
+const GRANTS_OF: &str = "SELECT update_id, sensor_id, version, state, granted_at, finished_at, error     FROM update_grants WHERE rollout_version = $1 ORDER BY granted_at, update_id";
+const GRANT_BY_ID: &str = "SELECT update_id, sensor_id, version, state, granted_at, finished_at, error     FROM update_grants WHERE update_id = $1";
+
+impl Db {
+    /// Connects to `database`.
+    pub async fn connect(database: &Database) -> Db {
+        match database {
+            Database::Sqlite(path) => {
+                let opts =
+                    sqlx::sqlite::SqliteConnectOptions::new().filename(path).busy_timeout(Duration::from_secs(30));
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(opts)
+                    .await
+                    .expect("open the server's SQLite database");
+                Db::Sqlite(pool)
+            }
+            Database::Postgres(url) => Db::Postgres(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await
+                    .expect("connect to the server's PostgreSQL database"),
+            ),
+        }
+    }
+
+    /// Every grant of the rollout of `version`, in the order given.
+    pub async fn grants(&self, version: &str) -> Vec<GrantRow> {
+        on_pool!(self, p => {
+            let rows = sqlx::query(GRANTS_OF).bind(version).fetch_all(p).await.expect("read grants");
+            grant_rows!(rows)
+        })
+    }
+
+    /// The grant `update_id`.
+    pub async fn grant(&self, update_id: &str) -> GrantRow {
+        on_pool!(self, p => {
+            let rows = sqlx::query(GRANT_BY_ID).bind(update_id).fetch_all(p).await.expect("read a grant");
+            grant_rows!(rows).pop().expect("the grant exists")
+        })
+    }
+
+    /// When the rollout of `version` started (ms).
+    pub async fn rollout_started_at(&self, version: &str) -> i64 {
+        on_pool!(self, p => {
+            use sqlx::Row;
+            let row = sqlx::query("SELECT started_at FROM rollouts WHERE version = $1")
+                .bind(version)
+                .fetch_one(p)
+                .await
+                .expect("the rollout exists");
+            row.get::<i64, _>("started_at")
+        })
+    }
+
+    /// Flips one byte in the middle of the first stored chunk of package `sha256`, as an
+    /// attacker with write access to the storage (or a bad disk) would.
+    pub async fn tamper_package(&self, sha256: &str) {
+        on_pool!(self, p => {
+            use sqlx::Row;
+            let row = sqlx::query("SELECT data FROM release_chunks WHERE sha256 = $1 AND seq = 0")
+                .bind(sha256)
+                .fetch_one(p)
+                .await
+                .expect("the package's first chunk");
+            let mut data: Vec<u8> = row.get("data");
+            let n = data.len() / 2;
+            data[n] ^= 0x5a;
+            let done = sqlx::query("UPDATE release_chunks SET data = $2 WHERE sha256 = $1 AND seq = 0")
+                .bind(sha256)
+                .bind(data)
+                .execute(p)
+                .await
+                .expect("alter the chunk");
+            assert_eq!(done.rows_affected(), 1);
+        })
+    }
+
+    /// Rewrites the version of the open grant `update_id`, as a compromised control plane would.
+    pub async fn rewrite_grant_version(&self, update_id: &str, version: &str) {
+        on_pool!(self, p => {
+            let done = sqlx::query("UPDATE update_grants SET version = $2 WHERE update_id = $1 AND state = 'granted'")
+                .bind(update_id)
+                .bind(version)
+                .execute(p)
+                .await
+                .expect("rewrite the grant");
+            assert_eq!(done.rows_affected(), 1, "the grant is still open");
+        })
+    }
 }
 
 impl Drop for Server {
@@ -232,6 +464,23 @@ impl Drop for Server {
 /// `picket-updater ARGS` to completion.
 pub fn updater(args: &[&str]) -> Output {
     Command::new(UPDATER).args(args).stdin(Stdio::null()).output().expect("run picket-updater")
+}
+
+/// `picket-updater install --quiet` of `pkg` into `inst`, which must succeed.
+pub fn install(activation: &Path, pkg: &Path, inst: &Path) {
+    let out = Command::new(UPDATER)
+        .arg("install")
+        .arg("--quiet")
+        .arg("--activation-file")
+        .arg(activation)
+        .arg("--install-dir")
+        .arg(inst)
+        .arg("--package")
+        .arg(pkg)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run picket-updater install");
+    assert!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A running `picket-updater run`; killed (with what it started) on drop.
@@ -307,15 +556,6 @@ impl Drop for UpdaterProcess {
 /// Where `current` points.
 pub fn current(dir: &Path) -> Option<String> {
     std::fs::read_link(dir.join("current")).ok().map(|p| p.to_string_lossy().into_owned())
-}
-
-/// Writes a grant as the sensor would.
-pub fn write_grant(dir: &Path, id: &str, version: &str, sha256: &str, size: u64, action: &str) {
-    let g = serde_json::json!({"update_id": id, "version": version, "sha256": sha256, "size": size,
-        "deadline": "2099-01-01T00:00:00Z", "action": action});
-    let path = dir.join("state/update/grant.json");
-    std::fs::write(path.with_extension("tmp"), serde_json::to_vec(&g).expect("json")).expect("grant");
-    std::fs::rename(path.with_extension("tmp"), path).expect("grant");
 }
 
 /// `state/update/<name>.json`, parsed.

@@ -4,4 +4,5 @@
 
 mod harness;
 mod install;
+mod rollout;
 mod update;
