@@ -22,8 +22,8 @@ pub mod identity;
 pub mod rotate;
 pub mod run;
 pub mod state;
-pub mod updates;
 pub mod ti;
+pub mod updates;
 pub mod uplink;
 
 /// The version this build reports unless `--version` says otherwise.
