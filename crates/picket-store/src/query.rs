@@ -443,9 +443,16 @@ fn where_clause_with(
     }
     if !f.tag.is_empty() {
         let inner = in_list("t.tag", &f.tag, q);
-        // An IN-subquery, not a correlated EXISTS: both planners then walk the tag index once
-        // instead of probing it for each of a million sensors.
-        parts.push(format!("{} IN (SELECT t.sensor_id FROM sensor_tags t WHERE {inner})", c("id")));
+        if col.is_empty() {
+            // An IN-subquery, not a correlated EXISTS: both planners then walk the tag index
+            // once instead of probing it for each of a million sensors.
+            parts.push(format!("id IN (SELECT t.sensor_id FROM sensor_tags t WHERE {inner})"));
+        } else {
+            // Walking the sort index (SQLite, many matches): probe each walked row's tags by
+            // primary key; the IN-subquery would first collect every tagged sensor (~150 ms
+            // for 170,000) to return a page found after a few hundred rows.
+            parts.push(format!("EXISTS (SELECT 1 FROM sensor_tags t WHERE t.sensor_id = sensors.id AND {inner})"));
+        }
     }
     if !f.mode.is_empty() {
         parts.push(in_list(&c("mode"), &names(&f.mode, |m: &Mode| m.as_str()), q));
