@@ -5,6 +5,7 @@
 //! This crate must not hold business rules or depend on the server: it only speaks the wire
 //! contract of `picket-proto`. The CSV export is streamed chunk by chunk, never buffered whole.
 
+mod alerts;
 mod error;
 mod health;
 mod params;
@@ -26,6 +27,7 @@ use reqwest::{Method, RequestBuilder, Response, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use alerts::AlertListParams;
 pub use error::ClientError;
 pub use health::IssueListParams;
 pub use params::SensorListParams;

@@ -60,6 +60,9 @@ pub enum Command {
     /// List, close and reopen health issues.
     #[command(subcommand)]
     HealthIssues(crate::commands::health::HealthIssuesCmd),
+    /// List detection alerts uploaded by cloud-connected sensors.
+    #[command(subcommand)]
+    Alerts(crate::alerts::AlertsCmd),
     /// Write N realistic sensor records straight into a store (benchmarks).
     Seed(SeedArgs),
     /// Simulate N sensors: onboard, activate (one certificate each) and heartbeat them over mutual TLS.

@@ -4,6 +4,7 @@
 //! This file only parses the command line, runs the command, and turns the outcome into an
 //! exit code scripts can trust (see `exit`); anyhow lives at this edge only.
 
+mod alerts;
 mod cli;
 mod commands;
 mod demo;
@@ -49,6 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed(args) => seed::run(args).await,
         Command::Sensors(cmd) => commands::sensors::run(*cmd).await,
         Command::HealthIssues(cmd) => commands::health::run(cmd).await,
+        Command::Alerts(cmd) => alerts::run(cmd).await,
         Command::Zones(cmd) => commands::admin::zones(cmd).await,
         Command::Subscriptions(cmd) => commands::admin::subscriptions(cmd).await,
         Command::Summary(args) => commands::admin::summary(args).await,

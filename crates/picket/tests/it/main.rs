@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod alerts;
 mod cli;
 mod demo;
 mod health;
