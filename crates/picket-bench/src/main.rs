@@ -5,9 +5,11 @@
 //! `picket-bench heartbeats`: heartbeats/s from simulated sensors over mutual TLS, beside a
 //! bare hyper + rustls server (`bare`, run as the hidden `bare-server` subcommand).
 //! `picket-bench ti`: events/s of the `picket-ti` detection engine on one thread.
+//! `picket-bench fleet-update`: seconds from a release to a fully updated simulated fleet.
 //! `picket-bench portal`: time to render the portal's Sensors page with a filter.
 
 mod bare;
+mod fleet_update;
 mod heartbeats;
 mod portal;
 mod ti;
@@ -43,6 +45,8 @@ enum Cmd {
     Heartbeats(heartbeats::HeartbeatArgs),
     /// Events/s of the picket-ti detection engine against generated indicators, one thread.
     Ti(ti::TiArgs),
+    /// Seconds from a release to a fully updated fleet of simulated sensors, per rollout concurrency.
+    FleetUpdate(fleet_update::FleetUpdateArgs),
     /// Time to render the portal's Sensors page with a filter, signed in (seeded store).
     Portal(portal::PortalArgs),
     /// The bare hyper + rustls server (started by `heartbeats`).
@@ -280,6 +284,7 @@ async fn main() -> Result<()> {
     let args = match cli.cmd {
         Some(Cmd::Heartbeats(a)) => return heartbeats::run(a).await,
         Some(Cmd::Ti(a)) => return ti::run(a),
+        Some(Cmd::FleetUpdate(a)) => return fleet_update::run(a).await,
         Some(Cmd::Portal(a)) => return portal::run(a).await,
         Some(Cmd::BareServer { data_dir, listen }) => return bare::serve(&data_dir, &listen).await,
         None => cli.args,

@@ -7,7 +7,9 @@
 //! client configuration (the certificate is the identity, so no two sensors share a
 //! connection or a TLS session); `conn` is one HTTP/1.1 connection over mutual TLS;
 //! `fleet` onboards, activates, saves and loads simulated sensors; `run` schedules the
-//! heartbeats within a bounded number of open connections; `stats` counts and measures.
+//! heartbeats within a bounded number of open connections; `stats` counts and measures;
+//! `update` runs sensors that carry out update grants (download, check, simulated restart,
+//! report) for the fleet-update benchmark.
 //!
 //! This crate must not depend on `picket-server` or a store: like a real sensor it talks to
 //! the control plane only through the REST API (onboarding) and the sensor API.
@@ -18,6 +20,7 @@ pub mod identity;
 pub mod run;
 pub mod stats;
 pub mod tls;
+pub mod update;
 
 pub use fleet::{Fleet, OnboardOptions, SimSensor};
 pub use run::{RunOptions, open_files_limit};
