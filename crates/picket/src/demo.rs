@@ -589,7 +589,7 @@ impl Demo {
 
         let rule = "=".repeat(76);
         say(format!(
-            "{rule}\n  Portal:  http://{}/   user {ADMIN_USER}   password {password}\n  CLI:     export PICKET_SERVER=http://{} PICKET_TOKEN={token}\n           picket sensors list        picket release list        picket summary\n  Files:   {} (logs/, sensors/<name>/updater.log)\n{rule}",
+            "{rule}\n  Portal:  http://{}/   user {ADMIN_USER}   password {password}\n  CLI:     export PICKET_SERVER=http://{} PICKET_TOKEN={token}\n           picket sensors list    picket rollout status    picket release list\n  Files:   {} (logs/, sensors/<name>/updater.log)\n{rule}",
             self.args.listen,
             self.args.listen,
             self.dir.display()
