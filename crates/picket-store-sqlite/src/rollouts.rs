@@ -253,4 +253,24 @@ impl RolloutStore for SqliteStore {
         tx.commit().await.map_err(db_err)?;
         Ok(())
     }
+    async fn record_watchdog_restart(&self, sensor_id: &str, at: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(sql::RECORD_WATCHDOG)
+            .bind(sensor_id.to_string())
+            .bind(at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn quiet_watchdog_sensors(&self, quiet_since: Timestamp) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(sql::SELECT_QUIET_WATCHDOG)
+            .bind(quiet_since.0)
+            .fetch_all(&mut *self.read().await?)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| picket_store::sql::Columns::text(&Cols(r), "sensor_id")).collect()
+    }
 }

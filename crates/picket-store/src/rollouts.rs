@@ -111,6 +111,12 @@ pub trait RolloutStore: Send + Sync {
     /// when `pause`, and writes `audit`. `Conflict` (and nothing stored) when a sensor
     /// already holds an open grant; `NotFound` when there is no rollout.
     async fn grant_rollbacks(&self, grants: &[Grant], pause: bool, audit: &Audit) -> StoreResult<()>;
+    /// Records that the updater's watchdog restarted the service of `sensor_id` at `at`
+    /// (migration 0014), unless that restart or a later one is recorded; whether it is new.
+    async fn record_watchdog_restart(&self, sensor_id: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Sensors with an open `watchdog_restart` issue and no restart recorded since
+    /// `quiet_since`: their issue may close.
+    async fn quiet_watchdog_sensors(&self, quiet_since: Timestamp) -> StoreResult<Vec<String>>;
 }
 
 /// The SQL both backends share for rollouts (`$N` dialect).
@@ -159,6 +165,13 @@ WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissi
     /// Whether a sensor holds an open grant.
     pub const SELECT_OPEN_GRANT_ID: &str =
         "SELECT update_id FROM update_grants WHERE sensor_id = $1 AND state = 'granted'";
+    /// Records a watchdog restart unless it (or a later one) is recorded.
+    pub const RECORD_WATCHDOG: &str = "UPDATE sensors SET watchdog_restart_at = $2 WHERE id = $1 \
+AND (watchdog_restart_at IS NULL OR watchdog_restart_at < $2)";
+    /// Sensors whose open `watchdog_restart` issue saw no restart since `$1`.
+    pub const SELECT_QUIET_WATCHDOG: &str = "SELECT h.sensor_id FROM health_issues h JOIN sensors s ON s.id = h.sensor_id \
+WHERE h.kind = 'watchdog_restart' AND h.status = 'open' AND (s.watchdog_restart_at IS NULL OR s.watchdog_restart_at < $1) \
+ORDER BY h.sensor_id";
     /// Pauses the rollout `$1` (without touching its failure count).
     pub const PAUSE: &str = "UPDATE rollouts SET paused = 1 WHERE version = $1";
 

@@ -22,6 +22,7 @@ macro_rules! rollout_conformance_tests {
             concurrent_decisions_never_exceed_the_concurrency,
             failures_pause_and_deadlines_fail,
             rollout_sensors_pause_and_rollbacks,
+            watchdog_restarts_are_recorded_once_and_go_quiet,
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
@@ -257,4 +258,37 @@ pub async fn rollout_sensors_pause_and_rollbacks(store: Arc<dyn Store>) {
     let rows = store.rollout_sensors(target).await.expect("sensors");
     assert_eq!(rows[0].grant.as_ref().map(|x| x.action.as_str()), Some("rollback"));
     assert_eq!(rows[0].finished_at, None);
+}
+
+/// A watchdog restart is recorded once (a repeat or an older time changes nothing); a sensor
+/// with an open `watchdog_restart` issue is quiet once no restart was recorded since.
+pub async fn watchdog_restarts_are_recorded_once_and_go_quiet(store: Arc<dyn Store>) {
+    use picket_domain::HealthIssueKind;
+    sensor(&store, "a", false).await;
+    sensor(&store, "b", false).await;
+    let t1 = Timestamp(NOW.0 - 5 * MIN);
+    assert!(store.record_watchdog_restart("a", t1).await.expect("record"));
+    assert!(!store.record_watchdog_restart("a", t1).await.expect("again"), "the same restart once");
+    assert!(!store.record_watchdog_restart("a", Timestamp(t1.0 - 1)).await.expect("older"));
+    assert!(!store.record_watchdog_restart("missing", t1).await.expect("unknown sensor"));
+    assert!(store.quiet_watchdog_sensors(NOW).await.expect("quiet").is_empty(), "no issue open");
+    for id in ["a", "b"] {
+        let kind = HealthIssueKind::WatchdogRestart;
+        let issue = crate::NewHealthIssue {
+            id: format!("issue-{id}"),
+            sensor_id: id.to_string(),
+            kind,
+            opened_at: NOW,
+            title: kind.title().to_string(),
+            detail: "restarted".to_string(),
+            recommendation: kind.recommendation().to_string(),
+        };
+        assert!(store.open_health_issue(&issue, None).await.expect("open").is_some());
+    }
+    // b has no restart recorded: quiet at once; a only once its restart is before the cut.
+    assert_eq!(store.quiet_watchdog_sensors(t1).await.expect("quiet"), ["b"]);
+    assert_eq!(store.quiet_watchdog_sensors(Timestamp(t1.0 + 1)).await.expect("quiet"), ["a", "b"]);
+    let t2 = Timestamp(NOW.0);
+    assert!(store.record_watchdog_restart("a", t2).await.expect("a later restart"));
+    assert_eq!(store.quiet_watchdog_sensors(Timestamp(t1.0 + 1)).await.expect("quiet"), ["b"]);
 }

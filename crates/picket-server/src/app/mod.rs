@@ -48,6 +48,7 @@ pub struct App {
     package_signing_keys: Vec<String>,
     sensor_auth: auth_cache::SensorAuthCache,
     ti: ti::TiCache,
+    watchdog_seen: rollouts::WatchdogSeen,
 }
 
 impl App {
@@ -62,7 +63,8 @@ impl App {
         let started_at = clock.now();
         let sensor_auth = auth_cache::SensorAuthCache::default();
         let ti = ti::TiCache::default();
-        App { store, config, clock, started_at, ca_cert_pem, package_signing_keys, sensor_auth, ti }
+        let watchdog_seen = rollouts::WatchdogSeen::default();
+        App { store, config, clock, started_at, ca_cert_pem, package_signing_keys, sensor_auth, ti, watchdog_seen }
     }
 
     /// The short-lived cache of sensor authentications; call `revoke_all` on it after any

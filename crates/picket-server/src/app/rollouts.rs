@@ -4,11 +4,13 @@
 //! apply its reports at once, idempotently by `update_id`. A failed update sets the sensor's
 //! `update_state` to `failed`, which the health job turns into an `update_failed` issue.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use picket_domain::issues::{format_utc, human};
 use picket_domain::rollout::{Candidate, GrantState, RolloutPolicy, SensorProgress, heartbeat_clears};
-use picket_domain::{Timestamp, UpdateState, Version, rollout};
+use picket_domain::{HealthIssueKind, Timestamp, UpdateState, Version, rollout};
 use picket_proto::rollouts::{
     PausedBy, Ring, RollbackGrantView, RollbackRequest, RollbackResponse, RolloutCounts, RolloutSensorState,
     RolloutSensorView, RolloutState, RolloutView,
@@ -47,16 +49,79 @@ impl App {
             tracing::warn!(sensor_id = %g.sensor_id, update_id = %g.update_id, "update passed its deadline");
         }
         let deadline = i64::try_from(self.config().update_deadline.as_millis()).unwrap_or(i64::MAX);
-        Ok(self.store().decide_grants(self.rollout_policy(), deadline, now).await?)
+        let grants = self.store().decide_grants(self.rollout_policy(), deadline, now).await?;
+        self.close_quiet_watchdog_issues(now).await?;
+        Ok(grants)
+    }
+
+    /// How long after the last watchdog restart its `watchdog_restart` issue closes: six times
+    /// `--disconnect-after` (1 h by default), so shortened timings shorten it too.
+    pub fn watchdog_quiet_after(&self) -> Duration {
+        self.config().timings.disconnect_after.saturating_mul(6)
+    }
+
+    async fn close_quiet_watchdog_issues(&self, now: Timestamp) -> AppResult<()> {
+        let quiet_ms = i64::try_from(self.watchdog_quiet_after().as_millis()).unwrap_or(i64::MAX);
+        let since = Timestamp(now.0.saturating_sub(quiet_ms));
+        for id in self.store().quiet_watchdog_sensors(since).await? {
+            if self.store().resolve_health_issue(&id, HealthIssueKind::WatchdogRestart, now).await?.is_some() {
+                tracing::info!(sensor_id = %id, "no watchdog restart for the quiet period: issue closed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the watchdog restart a heartbeat relays (`watchdog_restart_at`, from the
+    /// updater's `update/watchdog.json`) once, and opens a `watchdog_restart` issue for a
+    /// restart within the quiet period. The sensor repeats the time in every heartbeat: a
+    /// per-replica memory of the last time seen per sensor spares the database those writes
+    /// (the conditional update keeps replicas right without it).
+    async fn watchdog_heartbeat(&self, sensor: &SensorRow, req: &HeartbeatRequest) -> AppResult<()> {
+        let Some(at) = req.watchdog_restart_at else { return Ok(()) };
+        let seen = &self.watchdog_seen.0;
+        let known = seen.lock().map(|m| m.get(&sensor.id).is_some_and(|t| *t >= at.0)).unwrap_or(false);
+        if known {
+            return Ok(());
+        }
+        let new = self.store().record_watchdog_restart(&sensor.id, at).await?;
+        if let Ok(mut m) = seen.lock() {
+            m.insert(sensor.id.clone(), at.0);
+        }
+        let now = self.now();
+        let quiet = self.watchdog_quiet_after();
+        if !new || now.since(at) >= quiet {
+            return Ok(());
+        }
+        let kind = HealthIssueKind::WatchdogRestart;
+        let issue = picket_store::NewHealthIssue {
+            id: crate::ids::new_uuid(),
+            sensor_id: sensor.id.clone(),
+            kind,
+            opened_at: now,
+            title: kind.title().to_string(),
+            detail: format!(
+                "The updater's resource watchdog restarted the sensor service at {} (it used more than its share \
+                 of the host's memory or CPU for a sustained period). The issue closes by itself after {} without \
+                 another restart.",
+                format_utc(at),
+                human(quiet)
+            ),
+            recommendation: kind.recommendation().to_string(),
+        };
+        if self.store().open_health_issue(&issue, None).await?.is_some() {
+            tracing::warn!(sensor_id = %sensor.id, at = %format_utc(at), "watchdog restart: health issue opened");
+        }
+        Ok(())
     }
 
     /// Applies the update report (or the clearance a heartbeat implies) of `sensor` at once,
-    /// and answers its open grant, if any.
+    /// records a watchdog restart it relays, and answers its open grant, if any.
     pub async fn rollout_heartbeat(
         &self,
         sensor: &SensorRow,
         req: &HeartbeatRequest,
     ) -> AppResult<Option<UpdateGrant>> {
+        self.watchdog_heartbeat(sensor, req).await?;
         let now = self.now();
         let reported: Option<Version> = req.version.as_deref().and_then(|v| v.trim().parse().ok());
         if let Some(report) = &req.update_report {
@@ -94,6 +159,11 @@ impl App {
         }))
     }
 }
+
+/// The last watchdog restart time seen per sensor by this replica (milliseconds), so the
+/// time a sensor repeats in every heartbeat is written once.
+#[derive(Debug, Default)]
+pub struct WatchdogSeen(Mutex<HashMap<String, i64>>);
 
 /// Where `s` stands in the rollout to `target` (`delayed_due`: the delayed ring has begun).
 pub fn sensor_state(s: &RolloutSensor, target: Version, delayed_due: bool) -> RolloutSensorState {

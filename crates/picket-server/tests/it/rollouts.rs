@@ -3,7 +3,8 @@
 //! (one sensor, a version, or the current release) with their roles and audit records, and
 //! `--rollout-concurrency` / `--rollout-max-failures` taking effect. Grants come from the
 //! server's real rollout job; clearance is written through the store as a sensor's heartbeat
-//! and report would.
+//! and report would. A watchdog restart relayed in a heartbeat (sensor API router, the
+//! certificate fingerprint injected as the mutual-TLS listener does) raises `watchdog_restart`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +23,11 @@ both_backends!(
     config = configure;
     rollout_progress_pause_resume_and_rollback
 );
+
+mod watchdog {
+    use super::*;
+    both_backends!(watchdog_restart_in_a_heartbeat_raises_an_issue_that_closes_when_quiet);
+}
 
 mod flags {
     use super::*;
@@ -293,4 +299,85 @@ async fn concurrency_two_grants_two_at_once_and_max_failures_two_pauses_at_the_s
     assert_eq!(v["paused_by"], "failures");
     assert!(v["paused_reason"].as_str().unwrap().contains("--rollout-max-failures"), "{v}");
     assert_eq!(v["counts"]["updating"], 1, "the open grant carries on, nothing new");
+}
+
+/// Serves the sensor API's router on plain TCP, every request carrying `fingerprint` as the
+/// mutual-TLS acceptor would put it there; a second replica on the same store and clock.
+async fn sensor_router(srv: &TestServer, fingerprint: String) -> String {
+    let prepared = picket_server::prepare(srv.config.clone(), srv.store.clone()).await.unwrap();
+    let prepared = prepared.with_clock(srv.clock.clone());
+    let state = picket_server::sensor_api::SensorState {
+        app: prepared.app().clone(),
+        batcher: picket_server::app::HeartbeatBatcher::default(),
+    };
+    let router = picket_server::sensor_api::router(state).layer(axum::middleware::from_fn(
+        move |mut req: axum::extract::Request, next: axum::middleware::Next| {
+            req.extensions_mut().insert(picket_server::sensor_api::tls::PeerFingerprint(fingerprint.clone()));
+            next.run(req)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+async fn heartbeat_with_watchdog(base: &str, restart: Option<Timestamp>) {
+    let mut body = json!({"service_status": "running", "version": "1.0.0"});
+    if let Some(t) = restart {
+        body["watchdog_restart_at"] = json!(picket_proto::time::format_ts(t));
+    }
+    let r = reqwest::Client::new().post(format!("{base}/sensor/v1/heartbeat")).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+async fn watchdog_issues(srv: &TestServer, id: &str) -> Value {
+    get(srv, &format!("/api/v1/health-issues?kind=watchdog_restart&sensor_id={id}")).await.expect(200)
+}
+
+async fn watchdog_restart_in_a_heartbeat_raises_an_issue_that_closes_when_quiet(srv: TestServer) {
+    let (r1, r2) = (row(&srv, 1, "DC01"), row(&srv, 2, "DC02"));
+    let (id1, id2) = (r1.id.clone(), r2.id.clone());
+    let (s1, s2) = (
+        sensor_router(&srv, r1.cert_fingerprint.clone().unwrap()).await,
+        sensor_router(&srv, r2.cert_fingerprint.clone().unwrap()).await,
+    );
+    import(&srv, vec![r1, r2]).await;
+    heartbeat_with_watchdog(&s1, None).await;
+    assert_eq!(watchdog_issues(&srv, &id1).await["total"], 0);
+
+    // A restart a minute ago: one open issue, medium, however often it is repeated.
+    let at = Timestamp(srv.clock.now().0 - 60_000);
+    for _ in 0..3 {
+        heartbeat_with_watchdog(&s1, Some(at)).await;
+    }
+    let v = watchdog_issues(&srv, &id1).await;
+    assert_eq!(v["total"], 1, "{v}");
+    let issue = &v["items"][0];
+    assert_eq!((issue["status"].as_str(), issue["severity"].as_str()), (Some("open"), Some("medium")));
+    assert_eq!(issue["title"], "Sensor restarted by the resource watchdog");
+    assert!(issue["detail"].as_str().unwrap().contains(&picket_domain::issues::format_utc(at)), "{issue}");
+    let sensor = get(&srv, &format!("/api/v1/sensors/{id1}")).await.expect(200);
+    assert_eq!(sensor["health_issues"], 1);
+    // A restart older than the quiet period (1 h: six times --disconnect-after) raises nothing.
+    heartbeat_with_watchdog(&s2, Some(Timestamp(srv.clock.now().0 - 2 * 3_600_000))).await;
+    assert_eq!(watchdog_issues(&srv, &id2).await["total"], 0);
+
+    // An hour without another restart: the rollout job closes it.
+    srv.clock.advance(Duration::from_secs(3600));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = watchdog_issues(&srv, &id1).await;
+        if v["items"][0]["status"] == "closed" {
+            assert_eq!(v["total"], 1);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the watchdog issue did not close: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A new restart opens a new issue.
+    heartbeat_with_watchdog(&s1, Some(srv.clock.now())).await;
+    let v = watchdog_issues(&srv, &id1).await;
+    assert_eq!(v["total"], 2, "{v}");
+    assert_eq!(v["items"].as_array().unwrap().iter().filter(|i| i["status"] == "open").count(), 1);
 }
