@@ -9,6 +9,7 @@
 //! bookmarked portal view and an API call mean the same thing. It must not load anything
 //! from outside the binary (no CDN, no fonts, no Node build).
 
+mod alerts;
 mod assets;
 mod details;
 mod guard;
@@ -88,6 +89,8 @@ pub fn router(app: Arc<App>, options: PortalOptions) -> Router {
         .route("/health-issues/live/rows", get(health::live_rows))
         .route("/health-issues/{id}/close", post(health::close))
         .route("/health-issues/{id}/reopen", post(health::reopen))
+        .route("/alerts", get(alerts::page))
+        .route("/alerts/live/rows", get(alerts::live_rows))
         .route("/sites", get(sites::page))
         .route("/sites/live/rows", get(sites::live_rows))
         .route("/sites/live/counts", get(sites::live_counts))
