@@ -9,3 +9,4 @@ mod modes;
 mod notify;
 mod refusals;
 mod rotation;
+mod ti_alerts;
