@@ -131,10 +131,12 @@ VALUES ($1, $2, $3, 0, 0) ON CONFLICT (version) DO NOTHING";
         "SELECT version, started_at, paused, failures FROM rollouts ORDER BY version_key DESC LIMIT 1";
     /// The release row (package) of a version.
     pub const SELECT_PACKAGE: &str = "SELECT sha256, size FROM releases WHERE version = $1";
-    /// Eligible sensors and their latest grant state in rollout `$1`.
+    /// Eligible sensors and their latest grant state in rollout `$1`; a grant still open from an
+    /// earlier rollout counts as open (the sensor is busy and uses up concurrency).
     pub const SELECT_CANDIDATES: &str = "SELECT s.id, CASE WHEN s.delayed_update THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS delayed, \
-s.version, (SELECT g.state FROM update_grants g WHERE g.sensor_id = s.id AND g.rollout_version = $1 \
-ORDER BY g.granted_at DESC LIMIT 1) AS grant_state FROM sensors s \
+s.version, (SELECT g.state FROM update_grants g WHERE g.sensor_id = s.id \
+AND (g.rollout_version = $1 OR g.state = 'granted') \
+ORDER BY CASE WHEN g.state = 'granted' THEN 1 ELSE 0 END DESC, g.granted_at DESC LIMIT 1) AS grant_state FROM sensors s \
 WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL";
     /// Stores a grant.
     pub const INSERT_GRANT: &str = "INSERT INTO update_grants (update_id, rollout_version, sensor_id, version, \
@@ -154,13 +156,15 @@ WHERE update_id = $1 AND sensor_id = $2 AND state = 'granted'";
 WHERE version = $1";
 
     /// Sensors of rollout `$1` with their latest grant in it (a rollback comes after the
-    /// update it undoes, also when both were given in the same millisecond).
+    /// update it undoes, also when both were given in the same millisecond), or the grant
+    /// still open from an earlier rollout.
     pub const SELECT_ROLLOUT_SENSORS: &str = "SELECT s.id AS sensor_id, s.name AS sensor_name, s.subscription, \
 CASE WHEN s.delayed_update THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS delayed, s.version AS sensor_version, \
 g.update_id, g.rollout_version, g.sensor_id AS grant_sensor_id, g.version, g.action, g.sha256, g.size, g.granted_at, \
 g.deadline, g.state, g.error, g.finished_at FROM sensors s LEFT JOIN update_grants g ON g.update_id = \
-(SELECT g2.update_id FROM update_grants g2 WHERE g2.sensor_id = s.id AND g2.rollout_version = $1 \
-ORDER BY g2.granted_at DESC, CASE WHEN g2.action = 'rollback' THEN 1 ELSE 0 END DESC, g2.update_id DESC LIMIT 1) \
+(SELECT g2.update_id FROM update_grants g2 WHERE g2.sensor_id = s.id \
+AND (g2.rollout_version = $1 OR g2.state = 'granted') \
+ORDER BY CASE WHEN g2.state = 'granted' THEN 1 ELSE 0 END DESC, g2.granted_at DESC, CASE WHEN g2.action = 'rollback' THEN 1 ELSE 0 END DESC, g2.update_id DESC LIMIT 1) \
 WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL ORDER BY s.id";
     /// Whether a sensor holds an open grant.
     pub const SELECT_OPEN_GRANT_ID: &str =
