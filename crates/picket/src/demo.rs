@@ -507,20 +507,18 @@ impl Demo {
                 }
             }
             // Done: on the version, and the control plane cleared the update (not `updating`).
-            let done = list
-                .iter()
-                .filter(|s| {
-                    s.version.as_deref() == Some(version) && s.sensor_status != picket_domain::SensorStatus::Updating
-                })
-                .count();
-            let normal_left = list.iter().any(|s| !s.delayed_update && s.version.as_deref() != Some(version));
+            let is_done = |s: &SensorView| {
+                s.version.as_deref() == Some(version) && s.sensor_status != picket_domain::SensorStatus::Updating
+            };
+            let done = list.iter().filter(|s| is_done(s)).count();
+            let normal_left = list.iter().any(|s| !s.delayed_update && !is_done(s));
             if !delayed_announced && !normal_left && done < list.len() {
                 delayed_announced = true;
-                let left = self.args.delay_ring_after.saturating_sub(since.elapsed());
+                let left = self.args.delay_ring_after.saturating_sub(since.elapsed()).as_secs();
                 say(format!(
-                    "  The normal ring runs {version}; the delayed ring starts {} s after the release (in about {} s).",
+                    "  The normal ring runs {version}; the delayed ring starts {} s after the release ({}).",
                     self.args.delay_ring_after.as_secs(),
-                    left.as_secs()
+                    if left == 0 { "now".to_string() } else { format!("in about {left} s") }
                 ));
             }
             if let Some(failed) = list.iter().find(|s| s.sensor_status == picket_domain::SensorStatus::UpdateFailed) {
