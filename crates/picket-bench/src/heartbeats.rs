@@ -60,6 +60,9 @@ pub struct HeartbeatArgs {
     /// Sensors onboarded at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Connect-beat-close connections at once, for the sensors beyond --max-connections.
+    #[arg(long, default_value_t = picket_sim::run::DEFAULT_TRANSIENT)]
+    transient: usize,
 }
 
 /// VmRSS and VmHWM of a process, MiB.
@@ -188,7 +191,7 @@ pub async fn run(args: HeartbeatArgs) -> Result<()> {
         }
     };
     let limit = picket_sim::open_files_limit().unwrap_or(0);
-    let transient = picket_sim::run::DEFAULT_TRANSIENT.min(args.sensors);
+    let transient = args.transient.clamp(1, args.sensors.max(1));
     let max_connections =
         args.max_connections.unwrap_or_else(|| picket_sim::run::default_max_connections(args.sensors, transient));
     println!(
