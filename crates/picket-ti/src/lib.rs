@@ -10,6 +10,8 @@
 mod event;
 mod indicators;
 mod matcher;
+mod prefilter;
+mod scan;
 
 pub use event::EventError;
 pub use indicators::{
@@ -34,5 +36,7 @@ pub fn excerpt(line: &str, max_bytes: usize) -> &str {
     &line[..end]
 }
 
+#[cfg(test)]
+mod scan_tests;
 #[cfg(test)]
 mod tests;

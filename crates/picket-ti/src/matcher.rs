@@ -1,6 +1,8 @@
 //! The compiled [`Matcher`]: hash tables for addresses, CIDR networks (one table per prefix
 //! length present, longest first), domains (every label suffix of a candidate is looked up) and
-//! SHA-256 hashes, and one `RegexSet` for patterns over the raw event line.
+//! SHA-256 hashes, and one `RegexSet` for patterns over the raw event line, run only when the
+//! patterns' literal prefilter ([`crate::prefilter`]) hits the line. Events are walked by the
+//! fast scanner ([`crate::scan`]), falling back to the `serde_json` walk on anything it refuses.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -103,12 +105,18 @@ pub struct Matcher {
     ip6: Table<u128>,
     /// (prefix length, networks of that length), longest prefix first.
     cidr4: Vec<(u8, Table<u32>)>,
+    /// How many tables of `cidr4` (its first ones) have a prefix of at least 16 bits.
+    cidr4_long: usize,
+    /// One bit per /16: whether some network of those `cidr4_long` tables lies inside it.
+    cidr4_slash16: Box<[u64]>,
     cidr6: Vec<(u8, Table<u128>)>,
     domains: Table<Box<str>>,
     /// Whether some domain indicator has one label (then dotless strings are probed too).
     single_label_domains: bool,
     sha256: Table<[u8; 32]>,
     patterns: Option<RegexSet>,
+    /// Literals one of which every pattern match starts with (`None`: run the set on every line).
+    prefilter: Option<crate::prefilter::Prefilter>,
     /// Indicator index of each pattern of `patterns`.
     pattern_ids: Vec<u32>,
 }
@@ -175,6 +183,7 @@ impl Matcher {
                 }
             }
         }
+        let prefilter = if patterns.is_empty() { None } else { crate::prefilter::build(&patterns) };
         let patterns = if patterns.is_empty() {
             None
         } else {
@@ -186,16 +195,25 @@ impl Matcher {
             )
         };
         let single_label_domains = domains.iter().any(|(d, _)| !d.contains('.'));
+        let mut cidr4_slash16 = vec![0u64; 1 << 10].into_boxed_slice();
+        for (net, _) in cidr4[16..].iter().flatten() {
+            let i = (net >> 16) as usize;
+            cidr4_slash16[i / 64] |= 1 << (i % 64);
+        }
+        let cidr4_long = cidr4[16..].iter().filter(|v| !v.is_empty()).count();
         Ok(Matcher {
             single_label_domains,
             indicators,
             ip4: Table::build(ip4),
             ip6: Table::build(ip6),
             cidr4: by_prefix(cidr4),
+            cidr4_long,
+            cidr4_slash16,
             cidr6: by_prefix(cidr6),
             domains: Table::build(domains),
             sha256: Table::build(sha),
             patterns,
+            prefilter,
             pattern_ids,
         })
     }
@@ -211,19 +229,31 @@ impl Matcher {
     /// A line that is not a JSON object is an error and leaves `out` empty.
     pub fn match_event<'m>(&'m self, line: &str, out: &mut Vec<Match<'m>>) -> Result<(), EventError> {
         out.clear();
-        let mut on_string = |s: &str| self.check_str(s, out);
-        if let Err(e) = for_each_string(line, &mut on_string) {
+        let mut scratch = String::new();
+        if crate::scan::for_each_string(line, &mut scratch, &mut |s: &str| self.check_str(s, out)).is_err() {
+            // Refused by the fast scanner: serde_json decides, and names the error.
             out.clear();
-            return Err(e);
-        }
-        if let Some(set) = &self.patterns
-            && set.is_match(line)
-        {
-            for i in set.matches(line).iter() {
-                self.push(self.pattern_ids[i], out);
+            let mut on_string = |s: &str| self.check_str(s, out);
+            if let Err(e) = for_each_string(line, &mut on_string) {
+                out.clear();
+                return Err(e);
             }
         }
+        self.match_patterns(line, out);
         Ok(())
+    }
+
+    /// Pushes the patterns matching `text`, running the set only if the prefilter hits.
+    fn match_patterns<'m>(&'m self, text: &str, out: &mut Vec<Match<'m>>) {
+        let Some(set) = &self.patterns else { return };
+        if let Some(pre) = &self.prefilter
+            && !pre.is_match(text)
+        {
+            return;
+        }
+        for i in set.matches(text).iter() {
+            self.push(self.pattern_ids[i], out);
+        }
     }
 
     /// Checks one string value (the work [`Matcher::match_event`] does for each string).
@@ -249,13 +279,7 @@ impl Matcher {
                 self.check_str(trimmed, out);
             }
         }
-        if let Some(set) = &self.patterns
-            && set.is_match(text)
-        {
-            for i in set.matches(text).iter() {
-                self.push(self.pattern_ids[i], out);
-            }
-        }
+        self.match_patterns(text, out);
     }
 
     fn push<'m>(&'m self, id: u32, out: &mut Vec<Match<'m>>) {
@@ -283,14 +307,21 @@ impl Matcher {
             self.push_all(self.sha256.get(&h), out);
             return;
         }
+        let (mut colon, mut dot, mut ip_bytes) = (false, false, true);
+        for &c in b {
+            colon |= c == b':';
+            dot |= c == b'.';
+            ip_bytes &= IP_BYTE[usize::from(c)];
+        }
         if b.len() <= 64
-            && (first.is_ascii_digit() || first == b'[' || b.contains(&b':'))
+            && ip_bytes
+            && (first.is_ascii_digit() || first == b'[' || colon)
             && let Some(ip) = parse_ip(s)
         {
             self.check_ip(canonical_ip(ip), out);
             return;
         }
-        if !self.domains.is_empty() && (self.single_label_domains || b.contains(&b'.')) {
+        if !self.domains.is_empty() && (self.single_label_domains || dot) {
             self.check_domain(url_host(s), out);
         }
     }
@@ -300,7 +331,9 @@ impl Matcher {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
                 self.push_all(self.ip4.get(&a), out);
-                for (len, t) in &self.cidr4 {
+                let i = (a >> 16) as usize;
+                let skip = if self.cidr4_slash16[i / 64] & (1 << (i % 64)) == 0 { self.cidr4_long } else { 0 };
+                for (len, t) in &self.cidr4[skip..] {
                     self.push_all(t.get(&mask32(a, *len)), out);
                 }
             }
@@ -350,6 +383,18 @@ fn by_prefix<K: Hash + Eq + Ord>(per_len: Vec<Vec<(K, u32)>>) -> Vec<(u8, Table<
     out
 }
 
+/// Bytes that can appear in what [`parse_ip`] accepts: hex digits, `.`, `:`, the brackets of
+/// `[ADDR]:PORT` and the `%` of an IPv6 scope id. Any other byte rules an address out cheaply.
+static IP_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_hexdigit() || matches!(c as u8, b'.' | b':' | b'[' | b']' | b'%');
+        c += 1;
+    }
+    t
+};
+
 /// An address, or the address of `ADDR:PORT` / `[ADDR]:PORT`.
 fn parse_ip(s: &str) -> Option<IpAddr> {
     if let Ok(ip) = s.parse::<IpAddr>() {
@@ -363,7 +408,7 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
 
 /// The host of a URL (`scheme://[user@]host[:port][/...]`), or `s` itself.
 fn url_host(s: &str) -> &str {
-    let Some(at) = s.find("://") else { return s };
+    let Some(at) = s.as_bytes().windows(3).position(|w| w == b"://") else { return s };
     let rest = &s[at + 3..];
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let auth = &rest[..end];
@@ -377,17 +422,65 @@ fn hex32(b: &[u8]) -> Option<[u8; 32]> {
         return None;
     }
     let mut out = [0u8; 32];
+    let mut bad = 0u8;
     for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
     }
-    Some(out)
+    if bad & 0x80 != 0 { None } else { Some(out) }
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// The value of a hex digit, or `0x80` for any other byte.
+static NIBBLE: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => 0x80,
+        };
+        c += 1;
+    }
+    t
+};
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{IP_BYTE, hex32, parse_ip, url_host};
+
+    proptest! {
+        /// The cheap byte check before parsing an address never rules out one `parse_ip` accepts.
+        #[test]
+        fn ip_byte_check_never_rules_out_an_address(s in "[0-9a-fA-Fgz.:\\[\\]%/ -]{1,24}") {
+            if parse_ip(&s).is_some() {
+                prop_assert!(s.bytes().all(|c| IP_BYTE[usize::from(c)]), "{:?}", s);
+            }
+        }
+
+        #[test]
+        fn hex32_decodes_exactly_64_hex_digits(bytes in prop::array::uniform32(any::<u8>()), upper in any::<bool>(), junk in 0usize..64) {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = if upper { hex.to_uppercase() } else { hex };
+            prop_assert_eq!(hex32(hex.as_bytes()), Some(bytes));
+            let mut bad = hex.into_bytes();
+            bad[junk] = b'g';
+            prop_assert_eq!(hex32(&bad), None);
+        }
+    }
+
+    #[test]
+    fn addresses_with_ports_and_scopes_pass_the_byte_check() {
+        for s in ["192.0.2.1", "192.0.2.1:443", "[2001:db8::1]:443", "::ffff:192.0.2.1", "[fe80::1%2]:80"] {
+            assert!(s.bytes().all(|c| IP_BYTE[usize::from(c)]), "{s}");
+        }
+        assert!(parse_ip("[2001:db8::1]:443").is_some());
+        assert_eq!(url_host("https://user@evil.example:8443/x"), "evil.example");
+        assert_eq!(url_host("evil.example"), "evil.example");
     }
 }
