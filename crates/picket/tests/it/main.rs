@@ -9,6 +9,7 @@ mod cli;
 mod demo;
 mod health;
 mod release;
+mod rollout;
 mod serve;
 mod simulate;
 mod ti;
