@@ -6,6 +6,7 @@
 // Helpers outside #[test] functions panic on purpose: a failed fixture is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod alerts;
 mod browser;
 
 mod health;
