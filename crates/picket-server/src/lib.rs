@@ -158,11 +158,43 @@ pub async fn serve(
     });
     // With the peer address, so the portal can count wrong first-run tokens per client.
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    // Graceful, but bounded: idle keep-alive connections close at once, requests in flight get
+    // `DRAIN` to finish (a long export or a client that never reads must not hold the process).
+    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = fired_tx.send(());
+    };
+    let serving = axum::serve(listener, service).with_graceful_shutdown(shutdown);
+    let drained = async move {
+        if fired_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(DRAIN).await;
+    };
+    let result = tokio::select! {
+        r = serving => r,
+        _ = drained => {
+            tracing::warn!("requests still open {DRAIN:?} after the shutdown signal; closing them");
+            Ok(())
+        }
+    };
     let _ = stop_tx.send(true);
-    let _ = upkeep.await;
-    let _ = notifier.await;
-    let _ = health.await;
-    let _ = rollouts.await;
+    // Background jobs stop at their next tick; one in the middle of a long pass (the first
+    // status pass over a million sensors) is stopped after `JOB_STOP_GRACE`. Every job works
+    // in transactions, so a stopped pass rolls back and is redone after the next start.
+    let deadline = tokio::time::Instant::now() + JOB_STOP_GRACE;
+    for (name, job) in [("upkeep", upkeep), ("notifications", notifier), ("status", health), ("rollouts", rollouts)] {
+        let abort = job.abort_handle();
+        if tokio::time::timeout_at(deadline, job).await.is_err() {
+            abort.abort();
+            tracing::warn!(job = name, "background job still busy {JOB_STOP_GRACE:?} after shutdown; stopped it");
+        }
+    }
     result
 }
+
+/// How long requests in flight may run on after the shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
+/// How long background jobs get to finish their pass after the listeners stopped.
+const JOB_STOP_GRACE: Duration = Duration::from_secs(5);
