@@ -15,7 +15,9 @@
 //! 5. a grant rewritten to a version below the running one (a downgrade) is refused;
 //! 6. the updater killed with SIGKILL right after the switch finishes the update;
 //! 7. a release whose program exits on start is rolled back automatically;
-//! 8. a sensor over its memory limit is restarted by the watchdog and keeps heartbeating.
+//! 8. a sensor over its memory limit is restarted by the watchdog, keeps heartbeating, and the
+//!    control plane (told by the heartbeat's `watchdog_restart_at`) raises a `watchdog_restart`
+//!    health issue.
 //!
 //! The control plane refuses bad packages at publish, so the refusal cases make the host
 //! receive one as an attacker or an accident would: through the server's database (package
@@ -253,7 +255,8 @@ async fn updates(backend: Backend) {
     })
     .await;
 
-    // 8. The watchdog: limits no sensor can keep; it is restarted again and again.
+    // 8. The watchdog: limits no sensor can keep; it is restarted again and again, and the
+    // sensor relays the restart time to the control plane, which opens a health issue.
     up.stop();
     up = UpdaterProcess::start(&inst, &["--max-memory-percent", "0.001", "--watchdog-window", "1s"]);
     let first = wait_for(Duration::from_secs(30), "a sensor runs", async || sensor_pid(&inst)).await;
@@ -266,6 +269,10 @@ async fn updates(backend: Backend) {
     wait_for(Duration::from_secs(60), "a heartbeat after the restart", async || {
         let s = server.sensor(&id).await;
         (s["last_seen_at"] != seen && s["version"] == "7.0.0").then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(60), "an open watchdog_restart issue", async || {
+        server.open_issues(&id, "watchdog_restart").await.pop()
     })
     .await;
     up.stop();
