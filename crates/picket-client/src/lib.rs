@@ -10,8 +10,8 @@ mod error;
 mod health;
 mod params;
 mod releases;
-mod ti;
 mod rollouts;
+mod ti;
 mod users;
 mod webhooks;
 

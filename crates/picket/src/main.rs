@@ -60,7 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Webhooks(cmd) => commands::webhooks::run(cmd).await,
         Command::Simulate(args) => commands::simulate::run(*args).await,
         Command::Release(cmd) => commands::release::run(cmd).await,
-        Command::Rollout(cmd) => rollout::run(cmd).await,
         Command::Ti(cmd) => commands::ti::run(cmd).await,
+        Command::Rollout(cmd) => rollout::run(cmd).await,
     }
 }

@@ -20,6 +20,6 @@ mod ops;
 mod releases;
 mod rollouts;
 mod scope;
-mod ti;
 mod sensors;
+mod ti;
 mod users;
