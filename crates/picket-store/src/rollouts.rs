@@ -174,7 +174,7 @@ WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissi
 AND (watchdog_restart_at IS NULL OR watchdog_restart_at < $2)";
     /// Sensors whose open `watchdog_restart` issue saw no restart since `$1`.
     pub const SELECT_QUIET_WATCHDOG: &str = "SELECT h.sensor_id FROM health_issues h JOIN sensors s ON s.id = h.sensor_id \
-WHERE h.kind = 'watchdog_restart' AND h.status = 'open' AND (s.watchdog_restart_at IS NULL OR s.watchdog_restart_at < $1) \
+WHERE h.kind = 'watchdog_restart' AND h.status = 'open' AND COALESCE(s.watchdog_restart_at, h.opened_at) < $1 \
 ORDER BY h.sensor_id";
     /// Pauses the rollout `$1` (without touching its failure count).
     pub const PAUSE: &str = "UPDATE rollouts SET paused = 1 WHERE version = $1";

@@ -285,10 +285,14 @@ pub async fn watchdog_restarts_are_recorded_once_and_go_quiet(store: Arc<dyn Sto
         };
         assert!(store.open_health_issue(&issue, None).await.expect("open").is_some());
     }
-    // b has no restart recorded: quiet at once; a only once its restart is before the cut.
-    assert_eq!(store.quiet_watchdog_sensors(t1).await.expect("quiet"), ["b"]);
-    assert_eq!(store.quiet_watchdog_sensors(Timestamp(t1.0 + 1)).await.expect("quiet"), ["a", "b"]);
-    let t2 = Timestamp(NOW.0);
+    // Quiet once the last recorded restart is before the cut; with none recorded (b: an issue
+    // opened another way), once the issue's opening is.
+    assert!(store.quiet_watchdog_sensors(t1).await.expect("quiet").is_empty(), "restart at the cut");
+    assert_eq!(store.quiet_watchdog_sensors(Timestamp(t1.0 + 1)).await.expect("quiet"), ["a"]);
+    assert_eq!(store.quiet_watchdog_sensors(NOW).await.expect("quiet"), ["a"]);
+    assert_eq!(store.quiet_watchdog_sensors(Timestamp(NOW.0 + 1)).await.expect("quiet"), ["a", "b"]);
+    let t2 = Timestamp(NOW.0 + 10);
     assert!(store.record_watchdog_restart("a", t2).await.expect("a later restart"));
-    assert_eq!(store.quiet_watchdog_sensors(Timestamp(t1.0 + 1)).await.expect("quiet"), ["b"]);
+    assert_eq!(store.quiet_watchdog_sensors(Timestamp(NOW.0 + 1)).await.expect("quiet"), ["b"]);
+    assert_eq!(store.quiet_watchdog_sensors(Timestamp(t2.0 + 1)).await.expect("quiet"), ["a", "b"]);
 }
