@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use picket_domain::Timestamp;
 use picket_package::{BuildOptions, SecretKey};
+use picket_store::SensorRow;
 use picket_testkit::server::TestServer;
 use reqwest::Method;
 
@@ -222,8 +223,11 @@ async fn sensors_download_packages_by_range(srv: TestServer) {
 
 async fn published_releases_make_old_sensors_outdated(srv: TestServer) {
     let dir = tempfile::tempdir().unwrap();
-    srv.store.import_sensors(&[row(&srv, 1, "DC01")]).await.unwrap(); // runs 1.0.0
-    let id = row(&srv, 1, "DC01").id;
+    // Runs 1.0.0, in the delayed ring so that the rollout job (72 h before that ring starts)
+    // does not grant it an update while the status is read: "updating" would win.
+    let sensor = SensorRow { delayed_update: true, ..row(&srv, 1, "DC01") };
+    let id = sensor.id.clone();
+    srv.store.import_sensors(&[sensor]).await.unwrap();
     let status = |v: serde_json::Value| v["sensor_status"].as_str().unwrap().to_string();
     for (version, expected) in [("1.1.0", "up_to_date"), ("1.2.0", "up_to_date"), ("1.3.0", "outdated")] {
         upload(&srv, &srv.admin_token, std::fs::read(package(dir.path(), version, &trusted(), 0)).unwrap())
