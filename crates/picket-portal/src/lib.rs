@@ -20,6 +20,7 @@ mod releases;
 mod sensors;
 mod setup;
 mod sites;
+mod ti;
 mod web;
 
 use std::sync::Arc;
@@ -101,6 +102,8 @@ pub fn router(app: Arc<App>, options: PortalOptions) -> Router {
         .route("/releases/live/rollout", get(releases::live_rollout))
         .route("/releases/rollout/pause", post(releases::pause))
         .route("/releases/rollout/resume", post(releases::resume))
+        .route("/threat-intel", get(ti::page))
+        .route("/threat-intel/{version}/download", get(ti::download))
         .route("/static/{file}", get(assets::serve))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(PortalState { app, options })

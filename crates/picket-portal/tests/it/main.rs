@@ -16,3 +16,4 @@ mod security;
 mod sensors;
 mod setup;
 mod sites;
+mod ti;
