@@ -151,6 +151,14 @@ impl SqliteStore {
         self.reader.acquire().await.map_err(db_err)
     }
 
+    /// Runs a count built by `picket_store::query` (one row, column `n`).
+    async fn fetch_count(&self, built: query::SqlQuery) -> StoreResult<u64> {
+        let values = built.params.into_iter().map(Value::from).collect();
+        let row = bind(dynamic(built.sql), values).fetch_one(&mut *self.read().await?).await.map_err(db_err)?;
+        let n: i64 = row.try_get("n").map_err(corrupt)?;
+        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
+    }
+
     /// Runs a page query built by `picket_store::query` and decodes its rows.
     async fn fetch_page(&self, q: &SensorQuery, built: query::SqlQuery) -> StoreResult<Vec<ListedSensor>> {
         let values = built.params.into_iter().map(Value::from).collect();
@@ -428,26 +436,35 @@ impl Store for SqliteStore {
     }
 
     async fn list_sensors(&self, q: &SensorQuery) -> StoreResult<Vec<ListedSensor>> {
-        self.fetch_page(q, query::list_sql_sqlite(q)).await
+        // No count from the caller: count just far enough to choose the plan.
+        let built = query::capped_count_sql(
+            &q.scope,
+            &q.filter,
+            &q.status,
+            query::NameSearch::Fts5Trigram,
+            WALK_SORT_INDEX_FROM,
+        );
+        let matches = self.fetch_count(built).await?;
+        self.list_sensors_matching(q, matches).await
     }
 
     async fn list_sensors_matching(&self, q: &SensorQuery, matches: u64) -> StoreResult<Vec<ListedSensor>> {
-        // Many matches: walking the sort index finds a page after ~limit * rows / matches
-        // rows. Few: collecting them through the filter's index and sorting is cheaper.
-        let built = if matches >= WALK_SORT_INDEX_FROM {
-            query::list_sql_walking_sort_index(q)
-        } else {
+        // Few matches: collecting them through the filter's index and sorting is cheapest.
+        // Many: walk an index in sort order and stop after `limit` matches; the filter's own
+        // `(column, sort, id)` index where there is one (a range of matches only), else the
+        // sort column's index (~limit * rows / matches rows, if the matches are spread).
+        let built = if matches < WALK_SORT_INDEX_FROM {
             query::list_sql_sqlite(q)
+        } else if let Some(column) = query::sorted_filter_index(q) {
+            query::list_sql_walking_filter_index(q, column)
+        } else {
+            query::list_sql_walking_sort_index(q)
         };
         self.fetch_page(q, built).await
     }
 
     async fn count_sensors(&self, scope: &Scope, filter: &SensorFilter, ctx: &StatusContext) -> StoreResult<u64> {
-        let built = query::fast_count_sql(scope, filter, ctx, query::NameSearch::Fts5Trigram);
-        let values = built.params.into_iter().map(Value::from).collect();
-        let row = bind(dynamic(built.sql), values).fetch_one(&mut *self.read().await?).await.map_err(db_err)?;
-        let n: i64 = row.try_get("n").map_err(corrupt)?;
-        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
+        self.fetch_count(query::fast_count_sql(scope, filter, ctx, query::NameSearch::Fts5Trigram)).await
     }
 
     async fn summary(&self, scope: &Scope, ctx: &StatusContext) -> StoreResult<SummaryCounts> {

@@ -270,7 +270,7 @@ pub fn rule_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuer
 }
 
 /// The clock predicates of the time-dependent status rules, on the generated columns of
-/// migration 0012 (`last_contact_at`, `start_pending_since`; `col` prefixes each column).
+/// migration 0012 (`last_contact_at`, `start_pending_since`; written as `hint` says).
 struct Clock {
     disconnected: String,
     not_disconnected: String,
@@ -281,30 +281,53 @@ struct Clock {
 }
 
 impl Clock {
-    fn new(ctx: &StatusContext, q: &mut SqlQuery, col: &str) -> Clock {
+    fn new(ctx: &StatusContext, q: &mut SqlQuery, hint: Hint) -> Clock {
+        let contact = hint.col("last_contact_at");
         let (disconnected, not_disconnected) = match ctx.disconnect_cutoff() {
             Some(cutoff) => {
                 let c = q.bind(SqlParam::Int(cutoff.millis()));
-                (format!("{col}last_contact_at <= {c}"), format!("{col}last_contact_at > {c}"))
+                (format!("{contact} <= {c}"), format!("{contact} > {c}"))
             }
             None => ("FALSE".to_string(), "TRUE".to_string()),
         };
         let sf = q.bind(SqlParam::Int(ctx.start_failed_cutoff().millis()));
+        let vk = hint.col("version_key");
         let (outdated, not_outdated) = match ctx.outdated_below {
             Some(v) => {
                 let k = q.bind(SqlParam::Int(v.key()));
-                (format!("{col}version_key < {k}"), format!("({col}version_key IS NULL OR {col}version_key >= {k})"))
+                (format!("{vk} < {k}"), format!("({vk} IS NULL OR {vk} >= {k})"))
             }
             None => ("FALSE".to_string(), "TRUE".to_string()),
         };
+        let sp = hint.col("start_pending_since");
         Clock {
             disconnected,
             not_disconnected,
-            start_failed: format!("{col}start_pending_since < {sf}"),
-            not_start_failed: format!("({col}start_pending_since IS NULL OR {col}start_pending_since >= {sf})"),
+            start_failed: format!("{sp} < {sf}"),
+            not_start_failed: format!("({sp} IS NULL OR {sp} >= {sf})"),
             outdated,
             not_outdated,
         }
+    }
+}
+
+/// How a page's SQL steers SQLite's planner (PostgreSQL plans well on its own and never gets
+/// hints). SQLite's unary `+` on a column keeps the planner off that column's indexes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Hint {
+    /// Write filter columns `+column`, so the planner walks the sort column's index.
+    walk: bool,
+    /// ... except this column, which leads a `(column, sort, id)` index the page walks.
+    keep: Option<&'static str>,
+}
+
+impl Hint {
+    /// No hints: the planner decides.
+    const NONE: Hint = Hint { walk: false, keep: None };
+
+    /// A filter column as the WHERE clause names it.
+    fn col(self, name: &str) -> String {
+        if self.walk && self.keep != Some(name) { format!("+{name}") } else { name.to_string() }
     }
 }
 
@@ -313,29 +336,29 @@ impl Clock {
 /// serves it. Equivalent to [`derive_status_predicate`] (the conformance suite checks both
 /// against `picket_domain::status::derive_sensor_status`).
 pub fn status_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuery) -> String {
-    status_predicate_with(status, ctx, q, "")
+    status_predicate_with(status, ctx, q, Hint::NONE)
 }
 
-fn status_predicate_with(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuery, col: &str) -> String {
+fn status_predicate_with(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuery, hint: Hint) -> String {
     use SensorStatus::*;
-    let base = format!("{col}status_base");
+    let base = hint.col("status_base");
     let rank = status.rank();
     match status {
         NotApplicable | PendingActivation | Unreachable => format!("{base} = {rank}"),
         Disconnected => {
-            let c = Clock::new(ctx, q, col);
+            let c = Clock::new(ctx, q, hint);
             format!("({base} >= 3 AND {})", c.disconnected)
         }
         StartFailed => {
-            let c = Clock::new(ctx, q, col);
+            let c = Clock::new(ctx, q, hint);
             format!("({base} >= 3 AND {} AND {})", c.not_disconnected, c.start_failed)
         }
         UpdateFailed | Updating | NotConfigured | Syncing => {
-            let c = Clock::new(ctx, q, col);
+            let c = Clock::new(ctx, q, hint);
             format!("({base} = {rank} AND {} AND {})", c.not_disconnected, c.not_start_failed)
         }
         Outdated | UpToDate => {
-            let c = Clock::new(ctx, q, col);
+            let c = Clock::new(ctx, q, hint);
             let v = if status == Outdated { c.outdated } else { c.not_outdated };
             format!("({base} = 10 AND {} AND {} AND {v})", c.not_disconnected, c.not_start_failed)
         }
@@ -356,7 +379,7 @@ pub fn derive_status_predicate(status: SensorStatus, ctx: &StatusContext, q: &mu
 /// A SQL expression giving the derived status's rank (`SensorStatus::rank`), on
 /// `status_base` and the clock columns (migration 0012).
 pub fn status_rank_expr(ctx: &StatusContext, q: &mut SqlQuery) -> String {
-    let c = Clock::new(ctx, q, "");
+    let c = Clock::new(ctx, q, Hint::NONE);
     format!(
         "(CASE WHEN status_base < 3 THEN status_base WHEN {} THEN 3 WHEN {} THEN 4 WHEN status_base < 10 THEN status_base WHEN {} THEN 9 ELSE 10 END)",
         c.disconnected, c.start_failed, c.outdated
@@ -396,26 +419,26 @@ pub enum NameSearch {
 
 /// The WHERE clause (without the keyword) for a scope and filter; `TRUE` when unfiltered.
 pub fn where_clause(scope: &Scope, f: &SensorFilter, ctx: &StatusContext, q: &mut SqlQuery) -> String {
-    where_clause_with(scope, f, ctx, q, "", NameSearch::Like)
+    where_clause_with(scope, f, ctx, q, Hint::NONE, NameSearch::Like)
 }
 
-/// `where_clause`, with `col` prefixed to every indexable column: SQLite's unary `+` there
-/// keeps its planner off the filter's index (see `list_sql_walking_sort_index`).
+/// `where_clause`, with every indexable column written as `hint` says (SQLite's unary `+`
+/// keeps its planner off that column's index: see `list_sql_walking_sort_index`).
 fn where_clause_with(
     scope: &Scope,
     f: &SensorFilter,
     ctx: &StatusContext,
     q: &mut SqlQuery,
-    col: &str,
+    hint: Hint,
     search: NameSearch,
 ) -> String {
-    let c = |name: &str| format!("{col}{name}");
+    let c = |name: &str| hint.col(name);
     let mut parts: Vec<String> = Vec::new();
     if let Scope::Subscriptions(subs) = scope {
         parts.push(if subs.is_empty() { "FALSE".to_string() } else { in_list(&c("subscription"), subs, q) });
     }
     if !f.sensor_status.is_empty() {
-        let ors: Vec<String> = f.sensor_status.iter().map(|s| status_predicate_with(*s, ctx, q, col)).collect();
+        let ors: Vec<String> = f.sensor_status.iter().map(|s| status_predicate_with(*s, ctx, q, hint)).collect();
         parts.push(format!("({})", ors.join(" OR ")));
     }
     if !f.service_status.is_empty() {
@@ -443,7 +466,7 @@ fn where_clause_with(
     }
     if !f.tag.is_empty() {
         let inner = in_list("t.tag", &f.tag, q);
-        if col.is_empty() {
+        if !hint.walk {
             // An IN-subquery, not a correlated EXISTS: both planners then walk the tag index
             // once instead of probing it for each of a million sensors.
             parts.push(format!("id IN (SELECT t.sensor_id FROM sensor_tags t WHERE {inner})"));
@@ -484,7 +507,7 @@ fn where_clause_with(
 /// The page query: `SELECT <SENSOR_COLUMNS>, <sort value> AS sort_value FROM sensors ...`,
 /// keyset-paginated after `query.after`, `limit` rows.
 pub fn list_sql(query: &SensorQuery) -> SqlQuery {
-    page_sql(query, "")
+    page_sql_hinted(query, Hint::NONE, NameSearch::Like, SENSOR_COLUMNS, false)
 }
 
 /// `list_sql` for SQLite when many rows match: filter columns are written `+column` so the
@@ -492,20 +515,64 @@ pub fn list_sql(query: &SensorQuery) -> SqlQuery {
 /// collecting every match through the filter's index and sorting them all (its choice even
 /// with statistics: seconds for a filter that matches half a million sensors).
 pub fn list_sql_walking_sort_index(query: &SensorQuery) -> SqlQuery {
-    page_sql_for(query, true, NameSearch::Fts5Trigram)
+    page_sql_hinted(query, Hint { walk: true, keep: None }, NameSearch::Fts5Trigram, SENSOR_COLUMNS, false)
+}
+
+/// `list_sql` for SQLite when many rows match and [`sorted_filter_index`] names a column:
+/// every other filter column is written `+column`, so the planner walks that column's
+/// `(column, sort, id)` index from the filter's value in sort order.
+pub fn list_sql_walking_filter_index(query: &SensorQuery, column: &'static str) -> SqlQuery {
+    page_sql_hinted(query, Hint { walk: true, keep: Some(column) }, NameSearch::Fts5Trigram, SENSOR_COLUMNS, false)
 }
 
 /// `list_sql` for SQLite when few rows match (its name search through `sensor_name_search`).
 pub fn list_sql_sqlite(query: &SensorQuery) -> SqlQuery {
-    page_sql_for(query, false, NameSearch::Fts5Trigram)
+    page_sql_hinted(query, Hint::NONE, NameSearch::Fts5Trigram, SENSOR_COLUMNS, false)
 }
 
-fn page_sql(query: &SensorQuery, col: &str) -> SqlQuery {
-    page_sql_for(query, col == "+", NameSearch::Like)
-}
+/// Filter columns that lead an index `(column, <sort expression>, id)` for a sort key
+/// (migrations 0001, 0012 and 0015): a page filtered on one value of the column and sorted on
+/// the key is then an index range read in sort order, whatever the data. Without it a page
+/// walks the sort index and checks the filter on each row, which is fast while the matches
+/// are spread over the sort order and slow where they bunch up: sensor names begin with their
+/// type (`adfs...`, `dc...`), so the first domain controller by name comes after every ADFS
+/// sensor; locally managed sensors are never seen, so by `-last_seen_at` they all come last.
+/// The portal sorts by name unless asked otherwise, so each of its choice filters has one.
+pub const SORTED_FILTER_INDEXES: &[(&str, SortKey)] = &[
+    ("sensor_type", SortKey::Name),  // sensors_type_name (0015)
+    ("mode", SortKey::Name),         // sensors_mode_name (0015)
+    ("zone", SortKey::Name),         // sensors_zone_name (0015)
+    ("health_rank", SortKey::Name),  // sensors_health_name (0015)
+    ("subscription", SortKey::Name), // sensors_subscription_name (0001; `name_lower` is unique)
+    ("status_base", SortKey::Name),  // sensors_status_name (0012)
+    ("mode", SortKey::LastSeen),     // sensors_mode_last_seen (0015)
+];
 
-fn page_sql_for(query: &SensorQuery, walk_sort_index: bool, search: NameSearch) -> SqlQuery {
-    page_sql_columns(query, walk_sort_index, search, SENSOR_COLUMNS, false)
+/// The column of [`SORTED_FILTER_INDEXES`] whose index serves this page: the query filters
+/// that column on exactly one value and sorts on its key. A `sensor_status` counts when it is
+/// one of the statuses that `status_base` alone decides (equality on it).
+pub fn sorted_filter_index(query: &SensorQuery) -> Option<&'static str> {
+    use SensorStatus::*;
+    let f = &query.filter;
+    let one_status = matches!(
+        f.sensor_status.as_slice(),
+        [NotApplicable | PendingActivation | Unreachable | UpdateFailed | Updating | NotConfigured | Syncing]
+    );
+    let one_subscription = match (&query.scope, f.subscription.len()) {
+        (_, 1) => true,
+        (Scope::Subscriptions(s), 0) => s.len() == 1,
+        _ => false,
+    };
+    let single = |column: &str| match column {
+        "sensor_type" => f.sensor_type.len() == 1,
+        "mode" => f.mode.len() == 1,
+        "zone" => f.zone.len() == 1,
+        "health_rank" => f.health_status.len() == 1,
+        "subscription" => one_subscription,
+        "status_base" => one_status,
+        _ => false,
+    };
+    SORTED_FILTER_INDEXES.iter().find(|(c, k)| *k == query.sort.key && single(c)).map(|(c, _)| *c)
 }
 
 /// A keyset page selecting `columns`, the sort value (`sort_value`) and, with `with_status`,
@@ -517,9 +584,12 @@ pub(crate) fn page_sql_columns(
     columns: &str,
     with_status: bool,
 ) -> SqlQuery {
-    let col = if walk_sort_index { "+" } else { "" };
+    page_sql_hinted(query, Hint { walk: walk_sort_index, keep: None }, search, columns, with_status)
+}
+
+fn page_sql_hinted(query: &SensorQuery, hint: Hint, search: NameSearch, columns: &str, with_status: bool) -> SqlQuery {
     let mut q = SqlQuery::default();
-    let filter = where_clause_with(&query.scope, &query.filter, &query.status, &mut q, col, search);
+    let filter = where_clause_with(&query.scope, &query.filter, &query.status, &mut q, hint, search);
     let sort_expr = match query.sort.key {
         SortKey::SensorStatus => status_rank_expr(&query.status, &mut q),
         k => k.column_expr().to_string(),
@@ -588,8 +658,24 @@ pub fn fast_count_sql(scope: &Scope, f: &SensorFilter, ctx: &StatusContext, sear
         q.sql = format!("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM sensor_tag_counts WHERE tag = {tag}");
         return q;
     }
-    let w = where_clause_with(scope, f, ctx, &mut q, "", search);
+    let w = where_clause_with(scope, f, ctx, &mut q, Hint::NONE, search);
     q.sql = format!("SELECT COUNT(*) AS n FROM sensors WHERE {w}");
+    q
+}
+
+/// How many sensors match, counting no further than `cap` (one row, column `n`): enough to
+/// choose a page's plan without counting half a million matches.
+pub fn capped_count_sql(
+    scope: &Scope,
+    f: &SensorFilter,
+    ctx: &StatusContext,
+    search: NameSearch,
+    cap: u64,
+) -> SqlQuery {
+    let mut q = SqlQuery::default();
+    let w = where_clause_with(scope, f, ctx, &mut q, Hint::NONE, search);
+    let cap = q.bind(SqlParam::Int(i64::try_from(cap).unwrap_or(i64::MAX)));
+    q.sql = format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM sensors WHERE {w} LIMIT {cap}) AS capped");
     q
 }
 
@@ -638,6 +724,34 @@ mod tests {
         assert!(CursorPos::decode(&hex::encode("{}"), sort).is_err());
         let other = Sort { key: SortKey::Created, descending: false };
         assert!(CursorPos::decode(&pos.encode(), other).is_err());
+    }
+
+    #[test]
+    fn walking_a_filter_index_hints_only_the_other_columns() {
+        let query = SensorQuery {
+            scope: Scope::All,
+            filter: SensorFilter {
+                sensor_type: vec![SensorType::DomainController],
+                zone: vec!["default".into()],
+                sensor_status: vec![SensorStatus::Syncing],
+                ..Default::default()
+            },
+            sort: Sort::default(),
+            after: None,
+            limit: 51,
+            status: ctx(),
+        };
+        // The first listed index that fits wins: type before zone and status.
+        assert_eq!(sorted_filter_index(&query), Some("sensor_type"));
+        let sql = list_sql_walking_filter_index(&query, "sensor_type").sql;
+        assert!(sql.contains(" sensor_type IN ($") && !sql.contains("+sensor_type"), "{sql}");
+        assert!(sql.contains("+zone IN ($") && sql.contains("+status_base = 8"), "{sql}");
+        let walk = list_sql_walking_sort_index(&query).sql;
+        assert!(walk.contains("+sensor_type IN ($"), "{walk}");
+        let plain = list_sql(&query).sql;
+        assert!(!plain.contains('+'), "{plain}");
+        let by_seen = SensorQuery { sort: Sort { key: SortKey::LastSeen, descending: true }, ..query };
+        assert_eq!(sorted_filter_index(&by_seen), None, "no (type, last_seen_at) index");
     }
 
     #[test]

@@ -13,10 +13,10 @@ use picket_domain::{
 };
 
 use super::fixtures::*;
-use super::rust_matches;
+use super::{cmp_values, rust_matches, rust_sort_value};
 use crate::health::NewHealthIssue;
 use crate::identity::Heartbeat;
-use crate::query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey};
+use crate::query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValue, sorted_filter_index};
 use crate::{Scope, SensorPatch, SensorRow, Store};
 
 /// Expands into one `#[tokio::test]` per function of this file (see `conformance_tests!`).
@@ -27,6 +27,7 @@ macro_rules! list_conformance_tests {
             stored_status_and_counts_follow_writes,
             status_flips_at_the_boundaries,
             export_pages_agree_with_rows,
+            filter_index_pages_by_cursor,
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
@@ -298,4 +299,120 @@ pub async fn export_pages_agree_with_rows(store: Arc<dyn Store>) {
             }
         }
     }
+}
+
+/// Pages filtered on one value of a column that leads a `(column, sort, id)` index
+/// (`query::SORTED_FILTER_INDEXES`: the plan that walks that index), alone and beside other
+/// filters, in both directions, walked four rows at a time through cursors with the plans
+/// alternating (few matches / many / the backend's own count), give the order and the rows
+/// computed in Rust.
+pub async fn filter_index_pages_by_cursor(store: Arc<dyn Store>) {
+    let rows = seeded(&store, 120, 37).await;
+    let c = ctx();
+    let d = SensorFilter::default;
+    let one_sub = Scope::Subscriptions(vec!["sub-a".into()]);
+    let cases: Vec<(SensorFilter, Scope, SortKey, &str)> = vec![
+        (
+            SensorFilter { sensor_type: vec![SensorType::DomainController], ..d() },
+            Scope::All,
+            SortKey::Name,
+            "sensor_type",
+        ),
+        (SensorFilter { mode: vec![Mode::LocallyManaged], ..d() }, Scope::All, SortKey::Name, "mode"),
+        (SensorFilter { mode: vec![Mode::CloudConnected], ..d() }, Scope::All, SortKey::LastSeen, "mode"),
+        (SensorFilter { mode: vec![Mode::LocallyManaged], ..d() }, Scope::All, SortKey::LastSeen, "mode"),
+        (SensorFilter { zone: vec!["zone-a".into()], ..d() }, Scope::All, SortKey::Name, "zone"),
+        (
+            SensorFilter { health_status: vec![HealthStatus::NotHealthyHigh], ..d() },
+            Scope::All,
+            SortKey::Name,
+            "health_rank",
+        ),
+        (SensorFilter { subscription: vec!["sub-b".into()], ..d() }, Scope::All, SortKey::Name, "subscription"),
+        (d(), one_sub.clone(), SortKey::Name, "subscription"),
+        (SensorFilter { sensor_status: vec![SensorStatus::Syncing], ..d() }, Scope::All, SortKey::Name, "status_base"),
+        (
+            SensorFilter { sensor_status: vec![SensorStatus::NotApplicable], ..d() },
+            Scope::All,
+            SortKey::Name,
+            "status_base",
+        ),
+        // Beside other filters (written `+column` on SQLite), a tag, a search, a scope.
+        (
+            SensorFilter {
+                sensor_type: vec![SensorType::DomainController],
+                zone: vec!["default".into(), "zone-b".into()],
+                delayed_update: Some(false),
+                ..d()
+            },
+            Scope::All,
+            SortKey::Name,
+            "sensor_type",
+        ),
+        (
+            SensorFilter { mode: vec![Mode::CloudConnected], tag: vec!["prod".into()], ..d() },
+            one_sub,
+            SortKey::LastSeen,
+            "mode",
+        ),
+        (
+            SensorFilter {
+                zone: vec!["zone-b".into()],
+                sensor_status: vec![SensorStatus::UpToDate, SensorStatus::Disconnected],
+                q: Some("dc".into()),
+                ..d()
+            },
+            Scope::All,
+            SortKey::Name,
+            "zone",
+        ),
+    ];
+    for (filter, scope, key, column) in cases {
+        for descending in [false, true] {
+            let sort = Sort { key, descending };
+            let what = format!("{filter:?} in {scope:?} by {}", sort.as_param());
+            let mut expected: Vec<(SortValue, String)> = rows
+                .iter()
+                .filter(|r| scope.allows(&r.subscription) && rust_matches(r, &filter, &c))
+                .map(|r| (rust_sort_value(r, key, &c), r.id.clone()))
+                .collect();
+            expected.sort_by(|a, b| cmp_values(&a.0, &b.0).then_with(|| a.1.as_bytes().cmp(b.1.as_bytes())));
+            if descending {
+                expected.reverse();
+            }
+            assert!(expected.len() > 4, "fixture: {what} must span several pages");
+            let mut got: Vec<(SortValue, String)> = Vec::new();
+            let mut after: Option<CursorPos> = None;
+            for page in 0.. {
+                assert!(page <= rows.len(), "{what} never ends");
+                let q = SensorQuery {
+                    scope: scope.clone(),
+                    filter: filter.clone(),
+                    sort,
+                    after: after.clone(),
+                    limit: 4,
+                    status: c,
+                };
+                assert_eq!(sorted_filter_index(&q), Some(column), "{what}: the index that serves it");
+                let items = match page % 3 {
+                    0 => store.list_sensors_matching(&q, u64::MAX).await,
+                    1 => store.list_sensors_matching(&q, 0).await,
+                    _ => store.list_sensors(&q).await,
+                }
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert!(items.len() <= 4, "limit is respected");
+                let Some(last) = items.last() else { break };
+                let pos = CursorPos { sort: sort.as_param(), value: last.sort_value.clone(), id: last.row.id.clone() };
+                after = Some(CursorPos::decode(&pos.encode(), sort).expect("cursor decodes"));
+                got.extend(items.into_iter().map(|l| (l.sort_value, l.row.id)));
+            }
+            assert_eq!(got, expected, "{what}: rows and order walked by cursor");
+        }
+    }
+    // Two values, or a status that depends on the clock, have no such index.
+    let two = SensorFilter { sensor_type: vec![SensorType::Adfs, SensorType::Standalone], ..d() };
+    let q = SensorQuery { scope: Scope::All, filter: two, sort: Sort::default(), after: None, limit: 4, status: c };
+    assert_eq!(sorted_filter_index(&q), None);
+    let clock = SensorFilter { sensor_status: vec![SensorStatus::Disconnected], ..d() };
+    assert_eq!(sorted_filter_index(&SensorQuery { filter: clock, ..q }), None);
 }
