@@ -197,6 +197,28 @@ impl App {
 
     /// One page of sensors in the caller's scope, with the total that match.
     pub async fn list_sensors(&self, who: &Viewer, req: ListRequest) -> AppResult<ListPage<SensorView>> {
+        let (items, next_cursor, total) = self.sensor_page(who, req, true).await?;
+        Ok(ListPage { items, next_cursor, total: total.unwrap_or_default() })
+    }
+
+    /// One page of sensors in the caller's scope and its `next_cursor`, without counting
+    /// every match for a total (the portal's live rows, refreshed every few seconds per open
+    /// page: a count over hundreds of thousands of matches would cost more than the page).
+    pub async fn list_sensor_rows(
+        &self,
+        who: &Viewer,
+        req: ListRequest,
+    ) -> AppResult<(Vec<SensorView>, Option<String>)> {
+        let (items, next_cursor, _) = self.sensor_page(who, req, false).await?;
+        Ok((items, next_cursor))
+    }
+
+    async fn sensor_page(
+        &self,
+        who: &Viewer,
+        req: ListRequest,
+        with_total: bool,
+    ) -> AppResult<(Vec<SensorView>, Option<String>, Option<u64>)> {
         let scope = who.principal().scope.clone();
         let limit = req.limit.clamp(1, MAX_LIMIT);
         let after = match req.cursor.as_deref() {
@@ -205,9 +227,14 @@ impl App {
         };
         let ctx = self.status_context().await?;
         let query = SensorQuery { scope, filter: req.filter, sort: req.sort, after, limit: limit + 1, status: ctx };
-        // Count first: the backend picks the page's plan by how many sensors match.
-        let total = self.store.count_sensors(&query.scope, &query.filter, &ctx).await?;
-        let mut rows = self.store.list_sensors_matching(&query, total).await?;
+        // Count first: the backend picks the page's plan by how many sensors match (without
+        // a total, the backend counts only as far as that choice needs).
+        let (mut rows, total) = if with_total {
+            let total = self.store.count_sensors(&query.scope, &query.filter, &ctx).await?;
+            (self.store.list_sensors_matching(&query, total).await?, Some(total))
+        } else {
+            (self.store.list_sensors(&query).await?, None)
+        };
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next_cursor = match rows.last() {
@@ -218,7 +245,7 @@ impl App {
             _ => None,
         };
         let items = rows.into_iter().map(|l| sensor_view(l.row, &ctx)).collect();
-        Ok(ListPage { items, next_cursor, total })
+        Ok((items, next_cursor, total))
     }
 
     /// Every sensor matching, in batches of `EXPORT_BATCH`, for a streamed export.
