@@ -48,6 +48,7 @@ pub async fn fetch_resumable(client: &reqwest::Client, url: &str, part: &Path, c
     }
     let mut req = client.get(url);
     if have > 0 {
+        tracing::info!(url, from = have, "resuming a partial download with Range");
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
     let mut resp = req.send().await.with_context(|| format!("GET {url}"))?;

@@ -5,6 +5,7 @@
 //! `update/report.json`), runs the watchdog, and stops the sensor cleanly on SIGTERM.
 
 use std::future::Future;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -150,28 +151,47 @@ impl Supervisor {
         }
     }
 
-    /// Stops a sensor that a killed updater left running (recorded in `sensor.pid` with its
-    /// start time, so a reused pid is never touched).
+    /// Stops every sensor that a killed updater left running, and waits until they are gone
+    /// (a leftover still holds the state dir's locks, so a sensor started beside it would
+    /// exit at once). Leftovers are found two ways: `sensor.pid` (pid and start time, so a
+    /// reused pid is never touched), and a scan of `/proc` for processes started the way
+    /// `start` starts them (`<install-dir>/current/<entrypoint> run --state-dir <state-dir>`),
+    /// which also finds a sensor spawned just before the kill, before its pid was recorded.
     fn stop_leftover(&self) {
-        let Ok(text) = std::fs::read_to_string(self.layout.pidfile()) else { return };
-        let mut parts = text.split_whitespace();
-        let (Some(Ok(pid)), Some(Ok(start))) =
-            (parts.next().map(str::parse::<u32>), parts.next().map(str::parse::<u64>))
-        else {
-            return;
-        };
-        let alive = || matches!(watchdog::start_time(pid), Some((s, false)) if s == start);
-        if !alive() {
-            return;
+        let mut found: Vec<(u32, u64)> = Vec::new();
+        if let Ok(text) = std::fs::read_to_string(self.layout.pidfile()) {
+            let mut parts = text.split_whitespace();
+            if let (Some(Ok(pid)), Some(Ok(start))) =
+                (parts.next().map(str::parse::<u32>), parts.next().map(str::parse::<u64>))
+            {
+                found.push((pid, start));
+            }
         }
-        tracing::info!(pid, "stopping the sensor left by a previous updater");
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while alive() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+        for pid in started_sensors(&self.layout.current(), &self.shared.state_dir) {
+            if let Some((start, _)) = watchdog::start_time(pid)
+                && !found.contains(&(pid, start))
+            {
+                found.push((pid, start));
+            }
         }
-        if alive() {
-            let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        let alive = |(pid, start): (u32, u64)| matches!(watchdog::start_time(pid), Some((s, false)) if s == start);
+        found.retain(|p| alive(*p));
+        for (signal, wait) in [("-TERM", Duration::from_secs(10)), ("-KILL", Duration::from_secs(10))] {
+            if found.is_empty() {
+                break;
+            }
+            for (pid, _) in &found {
+                tracing::info!(pid, signal, "stopping a sensor left running by a previous updater");
+                let _ = std::process::Command::new("kill").arg(signal).arg(pid.to_string()).status();
+            }
+            let deadline = Instant::now() + wait;
+            while found.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            found.retain(|p| alive(*p));
+        }
+        for (pid, _) in &found {
+            tracing::error!(pid, "a sensor left by a previous updater is still running after SIGKILL");
         }
         let _ = std::fs::remove_file(self.layout.pidfile());
     }
@@ -533,6 +553,33 @@ impl Supervisor {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// Pids of the running processes whose command line is the one `Supervisor::start` gives a
+/// sensor: the program under `current` (`<install-dir>/current/<entrypoint>`), `run`, and
+/// `--state-dir <state_dir>`. Empty where `/proc` is missing.
+fn started_sensors(current: &std::path::Path, state_dir: &std::path::Path) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let own = std::process::id();
+    let state_dir = state_dir.as_os_str().as_bytes();
+    let mut pids = Vec::new();
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == own {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let Some(program) = args.first() else { continue };
+        let program = std::path::Path::new(std::ffi::OsStr::from_bytes(program));
+        if program.starts_with(current)
+            && args.get(1) == Some(&&b"run"[..])
+            && args.windows(2).any(|w| w[0] == b"--state-dir" && w[1] == state_dir)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
 fn is_sha256(s: &str) -> bool {

@@ -2,8 +2,9 @@
 //! `picket-sensor` (built once per run with the same cargo and target dir, as the sensor's
 //! own end-to-end tests do), packages built and signed with `picket-package` whose entry
 //! point is the real sensor binary (stripped, as a release build would be), a small REST
-//! helper, read access to the server's database (the rollout's grant records), polling with
-//! deadlines.
+//! helper, read access to the server's database (the rollout's grant records), a throttling
+//! TCP proxy in front of the sensor listener (to catch an updater mid-download), the host's
+//! sensor processes as `/proc` shows them, polling with deadlines.
 
 #![allow(dead_code)]
 
@@ -11,7 +12,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use picket_domain::{Timestamp, Version};
@@ -100,8 +102,24 @@ pub fn now() -> Timestamp {
 
 /// Builds a package of version `v` whose entry point `bin/picket-sensor` is the real sensor.
 pub fn package(key: &SecretKey, v: &str, dir: &Path) -> PathBuf {
-    let input = dir.join(format!("input-{v}"));
+    package_with_files(key, v, dir, 0)
+}
+
+/// The input directory `package_with_files` packed for version `v`.
+pub fn package_input(dir: &Path, v: &str) -> PathBuf {
+    dir.join(format!("input-{v}"))
+}
+
+/// `package`, plus `files` small data files under `data/` (each synced on extraction, so
+/// extracting a few thousand of them takes seconds: long enough to kill the updater in it).
+pub fn package_with_files(key: &SecretKey, v: &str, dir: &Path, files: usize) -> PathBuf {
+    let input = package_input(dir, v);
     std::fs::create_dir_all(input.join("bin")).expect("input dir");
+    for i in 0..files {
+        let sub = input.join(format!("data/{:02}", i % 64));
+        std::fs::create_dir_all(&sub).expect("data dir");
+        std::fs::write(sub.join(format!("file-{i:05}")), format!("data file {i} of version {v}\n")).expect("data file");
+    }
     std::fs::copy(packaged_sensor(), input.join("bin/picket-sensor")).expect("copy the sensor");
     std::fs::write(input.join("README"), format!("picket sensor {v}\n")).expect("readme");
     let out = dir.join(format!("picket-sensor-{v}.pkg"));
@@ -150,6 +168,8 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub api: String,
+    /// The sensor listener (mutual TLS), `127.0.0.1:<port>`.
+    pub sensor_addr: std::net::SocketAddr,
     /// Scratch space.
     pub dir: tempfile::TempDir,
     /// The release key the server trusts.
@@ -225,6 +245,7 @@ impl Server {
         Server {
             child,
             api: format!("http://127.0.0.1:{port}"),
+            sensor_addr: std::net::SocketAddr::from(([127, 0, 0, 1], sensor_port)),
             dir,
             key,
             other_key,
@@ -561,4 +582,160 @@ pub fn current(dir: &Path) -> Option<String> {
 /// `state/update/<name>.json`, parsed.
 pub fn update_file(dir: &Path, name: &str) -> Option<Value> {
     serde_json::from_slice(&std::fs::read(dir.join(format!("state/update/{name}.json"))).ok()?).ok()
+}
+
+/// A TCP proxy on loopback in front of `target` (the server's sensor listener): the bytes pass
+/// through unchanged (TLS end to end between the sensor or updater and the server), the
+/// server's side at a limited rate when one is set, and it counts, per connection, the bytes
+/// it passed from the server to the client. Stops accepting on drop.
+pub struct Proxy {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    rate: Arc<AtomicU64>,
+    conns: Arc<Mutex<Vec<Arc<AtomicU64>>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    /// Listens on `127.0.0.1:0`, forwarding each connection to `target`; no rate limit yet.
+    pub fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let rate = Arc::new(AtomicU64::new(0));
+        let conns: Arc<Mutex<Vec<Arc<AtomicU64>>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, c, st) = (rate.clone(), conns.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(target) else { continue };
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                let (Ok(mut client_in), Ok(mut server_out)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                let counter = Arc::new(AtomicU64::new(0));
+                c.lock().expect("proxy connections").push(counter.clone());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_in, &mut server_out);
+                    let _ = server_out.shutdown(std::net::Shutdown::Write);
+                });
+                let r = r.clone();
+                std::thread::spawn(move || pump_down(server, client, &r, &counter));
+            }
+        });
+        Proxy { addr, rate, conns, stop }
+    }
+
+    /// Limits what each connection passes from the server to `bytes_per_second` (0: no limit).
+    pub fn set_rate(&self, bytes_per_second: u64) {
+        self.rate.store(bytes_per_second, Ordering::SeqCst);
+    }
+
+    /// How many connections it accepted so far.
+    pub fn connections(&self) -> usize {
+        self.conns.lock().expect("proxy connections").len()
+    }
+
+    /// The bytes passed from the server to the client on each connection accepted after the
+    /// first `skip`.
+    pub fn downstream_since(&self, skip: usize) -> Vec<u64> {
+        let conns = self.conns.lock().expect("proxy connections");
+        conns.iter().skip(skip).map(|c| c.load(Ordering::SeqCst)).collect()
+    }
+}
+
+/// Server to client: read, write, count, and, when a rate is set, wait as long as those bytes
+/// take at that rate.
+fn pump_down(mut from: TcpStream, mut to: TcpStream, rate: &AtomicU64, count: &AtomicU64) {
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let r = rate.load(Ordering::SeqCst);
+        let chunk =
+            if r == 0 { buf.len() } else { usize::try_from(r / 20).unwrap_or(usize::MAX).clamp(512, buf.len()) };
+        let n = match from.read(&mut buf[..chunk]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        count.fetch_add(n as u64, Ordering::SeqCst);
+        if r > 0 {
+            std::thread::sleep(Duration::from_secs_f64(n as f64 / r as f64));
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// The live (not zombie) processes whose command line is `... run ... --state-dir <inst>/state`:
+/// the sensors of the install dir `inst`, whoever started them.
+pub fn sensor_processes(inst: &Path) -> Vec<u32> {
+    let state = inst.join("state");
+    let state = state.as_os_str().as_encoded_bytes();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.get(1) == Some(&&b"run"[..])
+            && args.windows(2).any(|w| w[0] == b"--state-dir" && w[1] == state)
+            && proc_stat(pid).is_some_and(|(st, _)| st != "Z")
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// State letter and parent pid of `pid`, from `/proc/<pid>/stat`.
+pub fn proc_stat(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = rest.next()?.to_string();
+    Some((state, rest.next()?.parse().ok()?))
+}
+
+/// `journal.json` of `inst`, parsed (`None` while it is being replaced or missing).
+pub fn journal(inst: &Path) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(inst.join("journal.json")).ok()?).ok()
+}
+
+/// The `.<version>.partial-*` extraction dirs in `inst`.
+pub fn partial_dirs(inst: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(inst) else { return Vec::new() };
+    rd.flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".partial-")))
+        .collect()
+}
+
+/// Regular files under `dir`, as paths relative to it, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, d: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(root, &p, out),
+                Ok(t) if t.is_file() => out.push(p.strip_prefix(root).expect("under root").to_path_buf()),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
 }

@@ -9,15 +9,26 @@
 //! fresh `update_failed` health issue (a success closes it):
 //!
 //! 1. a package whose stored bytes were altered after publishing is refused;
-//! 2. the updater killed with SIGKILL during the download resumes it and finishes;
+//! 2. the updater killed with SIGKILL in the middle of the download (a proxy between the host
+//!    and the sensor listener slows the server's bytes down, so the test catches it with a
+//!    third of the package on disk) resumes it with `Range` from the partial file's size and
+//!    finishes;
 //! 3. a package signed with a key the host's activation file does not carry is refused;
-//! 4. the updater killed with SIGKILL during extraction starts again cleanly and finishes;
+//! 4. the updater killed with SIGKILL in the middle of extraction (a package of 4,000 files,
+//!    each synced, killed once a few hundred are in the temp dir) removes the half version dir,
+//!    extracts again from the kept package and finishes;
 //! 5. a grant rewritten to a version below the running one (a downgrade) is refused;
 //! 6. the updater killed with SIGKILL right after the switch finishes the update;
 //! 7. a release whose program exits on start is rolled back automatically;
 //! 8. a sensor over its memory limit is restarted by the watchdog, keeps heartbeating, and the
 //!    control plane (told by the heartbeat's `watchdog_restart_at`) raises a `watchdog_restart`
 //!    health issue.
+//!
+//! Every kill is a real `kill -9` of `picket-updater run` at that moment (the test polls the
+//! journal, `downloads/` and the install dir to find it), and after each restart exactly one
+//! sensor process runs, the restarted updater's child: the sensor the killed updater left
+//! running is stopped, found through `sensor.pid` or, when the kill left none (step 4 removes
+//! it, as a kill between spawning a sensor and recording its pid would), by its command line.
 //!
 //! The control plane refuses bad packages at publish, so the refusal cases make the host
 //! receive one as an attacker or an accident would: through the server's database (package
@@ -89,18 +100,36 @@ async fn updated(server: &Server, id: &str, inst: &Path, v: &str) {
     .await;
 }
 
-/// `state/update/grant.json` as the sensor wrote it for grant `update_id`.
-async fn relayed(inst: &Path, update_id: &str) -> Value {
-    wait_for(Duration::from_secs(60), "the sensor writes grant.json", async || {
-        update_file(inst, "grant").filter(|g| g["update_id"] == update_id)
-    })
-    .await
+/// Polls `f` every 5 ms until it gives `Some`, panicking with `what` after `timeout`: tight
+/// enough to catch a step that lasts seconds, in the middle.
+async fn poll_tight<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
-fn set_journal_step(inst: &Path, step: Value) {
-    let mut j: Value = serde_json::from_slice(&std::fs::read(inst.join("journal.json")).unwrap()).unwrap();
-    j["step"] = step;
-    std::fs::write(inst.join("journal.json"), serde_json::to_vec(&j).unwrap()).unwrap();
+/// After a restart that followed a SIGKILL: exactly one sensor process runs for `inst`, and it
+/// is the child of the restarted updater `up` (a sensor the killed updater left running was
+/// stopped, not run beside).
+async fn one_sensor(inst: &Path, up: &UpdaterProcess) -> u32 {
+    let updater = up.child.id();
+    let pid = wait_for(Duration::from_secs(60), "one sensor, the restarted updater's child", async || {
+        let ps = sensor_processes(inst);
+        (ps.len() == 1 && proc_stat(ps[0]).is_some_and(|(_, ppid)| ppid == updater)).then(|| ps[0])
+    })
+    .await;
+    assert_eq!(sensor_pid(inst), Some(pid), "sensor.pid names it");
+    pid
+}
+
+/// The journal's step once the updater was killed.
+fn journal_step(inst: &Path) -> Value {
+    journal(inst).expect("journal.json is readable after the kill")["step"].clone()
 }
 
 /// A signed package of `version` whose program prints an error and exits 3.
@@ -135,6 +164,12 @@ async fn updates(backend: Backend) {
     let kept: Vec<Value> = keys.iter().filter(|k| k.as_str().map(str::trim) != Some(other.trim())).cloned().collect();
     assert_eq!(kept.len() + 1, keys.len(), "the activation file carries both keys: {keys:?}");
     file["package_signing_keys"] = Value::Array(kept);
+    // The sensor and the updater reach the sensor listener through a proxy that can slow the
+    // server's bytes down (step 2).
+    let proxy = Proxy::start(server.sensor_addr);
+    let urls = file["control_plane_urls"].as_array().unwrap();
+    assert!(urls.len() == 1 && urls[0].as_str().unwrap().starts_with("https://"), "{urls:?}");
+    file["control_plane_urls"] = serde_json::json!([format!("https://{}", proxy.addr)]);
     std::fs::write(&activation, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
     let inst = dir.join("inst");
     install(&activation, &package(&server.key, "1.0.0", dir), &inst);
@@ -156,28 +191,49 @@ async fn updates(backend: Backend) {
     assert!(err.contains("refused") || err.contains("SHA-256"), "{err}");
     refused(&server, &id, &inst, "1.0.0", "2.0.0").await;
 
-    // 2. SIGKILL during the download: the sensor the killed updater started keeps running and
-    // relays the next grant; the test lays out what the kill leaves mid-download (the journal
-    // at `downloading`, half the package in `downloads/<sha256>.part`); the restarted updater
-    // stops the orphan, resumes the download with `Range` and finishes the update.
-    up.kill9();
-    let orphan = sensor_pid(&inst).expect("the sensor outlives the killed updater");
+    // 2. A real SIGKILL during the download. The proxy passes the server's bytes at 512 KiB/s
+    // while this step wants a slow download, so fetching the few MB of 3.0.0 takes seconds;
+    // the updater is killed once a third of it is in `downloads/<sha256>.part`. The restarted
+    // updater stops the sensor the killed one left running, resumes with `Range` from the
+    // partial file's size (its log says from which byte, and the proxy counts that only the
+    // rest crossed the wire), and finishes the update.
+    proxy.set_rate(512 << 10);
     let p3 = package(&server.key, "3.0.0", dir);
+    let size3 = std::fs::metadata(&p3).unwrap().len();
     let r3 = server.publish(&p3).await;
     let sha3 = r3["sha256"].as_str().unwrap().to_string();
     let g = granted(&db, "3.0.0", &id).await;
-    let grant = relayed(&inst, &g.update_id).await;
-    assert_eq!((grant["version"].as_str(), grant["sha256"].as_str()), (Some("3.0.0"), Some(sha3.as_str())));
-    let bytes = std::fs::read(&p3).unwrap();
-    std::fs::create_dir_all(inst.join("downloads")).unwrap();
-    std::fs::write(inst.join(format!("downloads/{sha3}.part")), &bytes[..bytes.len() / 2]).unwrap();
-    set_journal_step(&inst, serde_json::json!({"step": "downloading", "update_id": g.update_id, "version": "3.0.0"}));
+    let part = inst.join(format!("downloads/{sha3}.part"));
+    poll_tight(Duration::from_secs(120), "a third of 3.0.0 downloaded", || {
+        let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        (have >= size3 / 3).then_some(())
+    })
+    .await;
+    let orphan = sensor_pid(&inst).expect("a sensor runs");
+    up.kill9();
+    let have = std::fs::metadata(&part).map(|m| m.len()).expect("the partial download is on disk");
+    assert!(have < size3, "killed mid-download: {have} of {size3} bytes");
+    eprintln!("killed mid-download with {have} of {size3} bytes on disk");
+    let step = journal_step(&inst);
+    assert_eq!((step["step"].as_str(), step["update_id"].as_str()), (Some("downloading"), Some(g.update_id.as_str())));
+    assert!(sensor_processes(&inst).contains(&orphan), "the sensor outlives the killed updater");
+    proxy.set_rate(0);
+    let seen = proxy.connections();
     up = UpdaterProcess::start(&inst, &[]);
     let g = finished(&db, &g.update_id, &up).await;
     assert_eq!(g.state, "succeeded", "{g:?}\n{}", up.log());
-    assert!(!inst.join(format!("downloads/{sha3}.part")).exists());
-    assert_ne!(sensor_pid(&inst), Some(orphan), "the orphan was stopped");
+    assert!(up.log().contains(&format!("from={have}")), "the download resumed at byte {have}:\n{}", up.log());
+    let wire = proxy.downstream_since(seen).into_iter().max().unwrap_or(0);
+    assert!(
+        wire >= size3 - have && wire <= size3 - have + (64 << 10),
+        "only the rest ({} bytes) is downloaded again, not the whole {size3}: {wire} bytes on the wire",
+        size3 - have
+    );
+    eprintln!("resumed download: {wire} bytes on the wire for the {} left", size3 - have);
+    assert!(!part.exists());
     updated(&server, &id, &inst, "3.0.0").await;
+    let pid = one_sensor(&inst, &up).await;
+    assert_ne!(pid, orphan, "the orphan was stopped");
 
     // 3. Signed with a key the server trusts but the host's activation file does not carry.
     let r4 = server.publish(&package(&server.other_key, "4.0.0", dir)).await;
@@ -188,20 +244,54 @@ async fn updates(backend: Backend) {
     assert!(g.error.as_deref().unwrap().contains("not one of the trusted release keys"), "{g:?}");
     refused(&server, &id, &inst, "3.0.0", "4.0.0").await;
 
-    // 4. SIGKILL during extraction: the journal at `extracting` and a half-written version
-    // directory; the restarted updater removes it, extracts again and finishes.
-    up.kill9();
-    server.publish(&package(&server.key, "5.0.0", dir)).await;
+    // 4. A real SIGKILL during extraction: 5.0.0 carries 4,000 small files, each synced as it
+    // is extracted, so the extraction takes seconds; the updater is killed once the journal
+    // says `extracting` and a few hundred files are in the temp dir `.5.0.0.partial-*`. The
+    // restarted updater removes that half version dir, extracts again from the verified
+    // package it kept (not downloaded again) and finishes on a complete 5.0.0.
+    let p5 = package_with_files(&server.key, "5.0.0", dir, 4000);
+    server.publish(&p5).await;
     let g = granted(&db, "5.0.0", &id).await;
-    relayed(&inst, &g.update_id).await;
-    set_journal_step(&inst, serde_json::json!({"step": "extracting", "update_id": g.update_id, "version": "5.0.0"}));
-    std::fs::create_dir_all(inst.join(".5.0.0.partial-crash/bin")).unwrap();
-    std::fs::write(inst.join(".5.0.0.partial-crash/bin/picket-sensor"), b"half").unwrap();
+    let partial = poll_tight(Duration::from_secs(120), "the extraction of 5.0.0 under way", || {
+        if journal(&inst)?["step"]["step"] != "extracting" {
+            return None;
+        }
+        let d = partial_dirs(&inst).pop()?;
+        (files_under(&d).len() >= 300).then_some(d)
+    })
+    .await;
+    let orphan = sensor_pid(&inst).expect("a sensor runs");
+    up.kill9();
+    let step = journal_step(&inst);
+    assert_eq!((step["step"].as_str(), step["update_id"].as_str()), (Some("extracting"), Some(g.update_id.as_str())));
+    // A kill between spawning a sensor and recording its pid leaves no `sensor.pid`; without
+    // it, the restarted updater must find the orphan by its command line.
+    std::fs::remove_file(inst.join("sensor.pid")).unwrap();
+    assert!(sensor_processes(&inst).contains(&orphan), "the sensor outlives the killed updater");
+    let expected = files_under(&package_input(dir, "5.0.0"));
+    let left = files_under(&partial).len();
+    assert!(left < expected.len(), "killed mid-extraction: {left} of {} files", expected.len());
+    eprintln!("killed mid-extraction with {left} of {} files extracted", expected.len());
+    assert!(!inst.join("5.0.0").exists(), "the half extraction is not under the version's name");
+    assert_eq!(current(&inst).as_deref(), Some("3.0.0"));
+    let seen = proxy.connections();
     up = UpdaterProcess::start(&inst, &[]);
     let g = finished(&db, &g.update_id, &up).await;
     assert_eq!(g.state, "succeeded", "{g:?}\n{}", up.log());
-    assert!(!inst.join(".5.0.0.partial-crash").exists(), "the partial extraction is removed");
+    assert!(!partial.exists() && partial_dirs(&inst).is_empty(), "the partial extraction is removed");
+    assert_eq!(files_under(&inst.join("5.0.0")), expected, "5.0.0 is complete");
+    for f in &expected {
+        let (got, want) = (
+            std::fs::read(inst.join("5.0.0").join(f)).unwrap(),
+            std::fs::read(package_input(dir, "5.0.0").join(f)).unwrap(),
+        );
+        assert!(got == want, "{} differs from the package's", f.display());
+    }
+    let wire = proxy.downstream_since(seen).into_iter().max().unwrap_or(0);
+    assert!(wire < 1 << 20, "the verified package was kept, not downloaded again: {wire} bytes on one connection");
     updated(&server, &id, &inst, "5.0.0").await;
+    let pid = one_sensor(&inst, &up).await;
+    assert_ne!(pid, orphan, "the orphan was stopped");
 
     // 5. A downgrade: the open grant is rewritten to 1.0.0 in the database (a compromised
     // control plane), with the pair stopped so the original grant never reaches it.
@@ -231,6 +321,7 @@ async fn updates(backend: Backend) {
     let g = finished(&db, &g.update_id, &up).await;
     assert_eq!(g.state, "succeeded", "{g:?}\n{}", up.log());
     updated(&server, &id, &inst, "7.0.0").await;
+    one_sensor(&inst, &up).await;
     // The orphan's heartbeats on 7.0.0 may have cleared the grant already; the updater's own
     // record says whether it finished the switch.
     wait_for(Duration::from_secs(60), "the journal records 7.0.0 as current, 5.0.0 kept", async || {
