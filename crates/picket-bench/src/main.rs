@@ -85,6 +85,12 @@ struct Args {
     /// Skip the export run.
     #[arg(long)]
     skip_export: bool,
+    /// Only the export: no list requests, no onboarding (the store is left unchanged).
+    #[arg(long, conflicts_with = "skip_export")]
+    export_only: bool,
+    /// Full exports in a row (one server process); each is reported, then the median.
+    #[arg(long, default_value_t = 1)]
+    export_runs: usize,
 }
 
 const TOKEN: &str = "pkt_benchmark_bootstrap_token_0123456789abcdef";
@@ -205,29 +211,36 @@ async fn bench_lists(args: &Args, server: &Server, client: &reqwest::Client) -> 
     Ok(())
 }
 
-async fn bench_export(server: &Server, client: &reqwest::Client) -> Result<()> {
-    println!("## export.csv (full fleet)");
-    let before = peak_rss_mib(server.child.id())?;
-    let t = Instant::now();
-    let r = client.get(format!("{}/api/v1/sensors/export.csv", server.base)).bearer_auth(TOKEN).send().await?;
-    if !r.status().is_success() {
-        bail!("export: {}", r.status());
+async fn bench_export(args: &Args, server: &Server, client: &reqwest::Client) -> Result<()> {
+    println!("## export.csv (full fleet), {} run(s)", args.export_runs);
+    let mut times = Vec::new();
+    for run in 1..=args.export_runs.max(1) {
+        let before = peak_rss_mib(server.child.id())?;
+        let t = Instant::now();
+        let r = client.get(format!("{}/api/v1/sensors/export.csv", server.base)).bearer_auth(TOKEN).send().await?;
+        if !r.status().is_success() {
+            bail!("export: {}", r.status());
+        }
+        let mut stream = r.bytes_stream();
+        let (mut bytes, mut lines, mut chunks) = (0usize, 0usize, 0usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            bytes += chunk.len();
+            chunks += 1;
+            lines += chunk.iter().filter(|b| **b == b'\n').count();
+        }
+        let elapsed = t.elapsed();
+        let after = peak_rss_mib(server.child.id())?;
+        println!(
+            "run {run}: rows={} bytes={} chunks={chunks} time={:.2} s server peak RSS before={before:.0} MiB after={after:.0} MiB",
+            lines.saturating_sub(1),
+            bytes,
+            elapsed.as_secs_f64()
+        );
+        times.push(elapsed);
     }
-    let mut stream = r.bytes_stream();
-    let (mut bytes, mut lines) = (0usize, 0usize);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        bytes += chunk.len();
-        lines += chunk.iter().filter(|b| **b == b'\n').count();
-    }
-    let elapsed = t.elapsed();
-    let after = peak_rss_mib(server.child.id())?;
-    println!(
-        "rows={} bytes={} time={:.2} s server peak RSS before={before:.0} MiB after={after:.0} MiB",
-        lines.saturating_sub(1),
-        bytes,
-        elapsed.as_secs_f64()
-    );
+    times.sort();
+    println!("export median of {}: {:.2} s", times.len(), percentile(&times, 0.5).as_secs_f64());
     Ok(())
 }
 
@@ -297,11 +310,15 @@ async fn main() -> Result<()> {
         server.base,
         args.database_url.as_deref().map_or("sqlite", |_| "postgres")
     );
-    bench_lists(&args, &server, &client).await?;
-    if !args.skip_export {
-        bench_export(&server, &client).await?;
+    if !args.export_only {
+        bench_lists(&args, &server, &client).await?;
     }
-    bench_onboard(&args, &server, &client).await?;
+    if !args.skip_export {
+        bench_export(&args, &server, &client).await?;
+    }
+    if !args.export_only {
+        bench_onboard(&args, &server, &client).await?;
+    }
     println!("server peak RSS overall: {:.0} MiB", peak_rss_mib(server.child.id())?);
     Ok(())
 }

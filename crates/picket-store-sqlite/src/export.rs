@@ -1,12 +1,19 @@
 //! `SensorExportStore` on SQLite: keyset pages that always walk the sort column's index
-//! (one pass over it for the whole export, however selective the filter), on the reader pool.
+//! (one pass over it for the whole export, however selective the filter), on the reader pool;
+//! the streamed export is the same walk as one statement (one read snapshot under WAL).
 
 use async_trait::async_trait;
-use picket_store::export::{ExportRow, SensorExportStore, decode_export_row, export_page_sql};
+use futures_util::StreamExt;
+use picket_domain::HealthStatus;
+use picket_store::export::{
+    ExportCells, ExportChunks, ExportEncoder, ExportRow, SensorExportStore, col, decode_export_row, export_page_sql,
+    export_stream_sql, pump_export, spawn_export, status_from_rank,
+};
 use picket_store::query::{NameSearch, SortValueKind};
 use picket_store::sql::{Columns, Value};
 use picket_store::{SensorQuery, SortValue, StoreResult};
 use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
 
 use super::{Cols, SqliteStore, bind, corrupt, db_err, dynamic};
 
@@ -26,4 +33,39 @@ impl SensorExportStore for SqliteStore {
             })
             .collect()
     }
+
+    fn export_stream(&self, q: &SensorQuery, encoder: Box<dyn ExportEncoder>, chunk_bytes: usize) -> ExportChunks {
+        let built = export_stream_sql(q, true, NameSearch::Fts5Trigram);
+        let values: Vec<Value> = built.params.into_iter().map(Value::from).collect();
+        let reader = self.reader.clone();
+        spawn_export(move |tx| async move {
+            let mut conn = reader.acquire().await.map_err(db_err)?;
+            let rows = bind(dynamic(built.sql), values).fetch(&mut *conn).map(|r| r.map_err(db_err));
+            pump_export(rows, cells, encoder, chunk_bytes, &tx).await
+        })
+    }
+}
+
+/// A row of `export_stream_sql`, read by column position.
+fn cells(r: &SqliteRow) -> StoreResult<ExportCells<'_>> {
+    let text = |i: usize| r.try_get::<&str, _>(i).map_err(corrupt);
+    let int = |i: usize| r.try_get::<i64, _>(i).map_err(corrupt);
+    Ok(ExportCells {
+        name: text(col::NAME)?,
+        sensor_type: text(col::SENSOR_TYPE)?,
+        domain: text(col::DOMAIN)?,
+        subscription: text(col::SUBSCRIPTION)?,
+        site: text(col::SITE)?,
+        zone: text(col::ZONE)?,
+        tags_json: text(col::TAGS)?,
+        mode: text(col::MODE)?,
+        service_status: text(col::SERVICE_STATUS)?,
+        sensor_status: status_from_rank(int(col::STATUS_RANK)?)?,
+        version: r.try_get::<Option<&str>, _>(col::VERSION).map_err(corrupt)?,
+        delayed_update: r.try_get::<bool, _>(col::DELAYED_UPDATE).map_err(corrupt)?,
+        health_status: HealthStatus::from_rank(int(col::HEALTH_RANK)?),
+        open_issues: int(col::OPEN_ISSUES)?,
+        created_at: int(col::CREATED_AT)?,
+        last_seen_at: r.try_get::<Option<i64>, _>(col::LAST_SEEN_AT).map_err(corrupt)?,
+    })
 }

@@ -23,3 +23,4 @@ picket_store::rollout_conformance_tests!(fresh_store().await);
 picket_store::alert_conformance_tests!(fresh_store().await);
 picket_store::ti_package_conformance_tests!(fresh_store().await);
 picket_store::list_conformance_tests!(fresh_store().await);
+picket_store::export_conformance_tests!(fresh_store().await);

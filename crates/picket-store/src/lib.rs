@@ -32,7 +32,7 @@ use picket_domain::{StatusContext, Timestamp, Version};
 
 pub use alerts::AlertStore;
 pub use error::{StoreError, StoreResult};
-pub use export::{ExportRow, SensorExportStore};
+pub use export::{ExportCells, ExportChunks, ExportEncoder, ExportRow, SensorExportStore};
 pub use first_run::{FirstRunStore, TokenSwap};
 pub use health::{HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueStore, NewHealthIssue};
 pub use identity::{ActivationError, Heartbeat, SensorIdentityStore};

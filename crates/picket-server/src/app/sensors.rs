@@ -1,5 +1,5 @@
 //! Sensor use cases: onboard, read, list, edit, delete, decommission, mint activation
-//! files, count, and page through everything for the export.
+//! files, count, and stream everything for the export.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +10,9 @@ use picket_domain::validate::{
 };
 use picket_domain::{HealthStatus, SensorStatus, StatusContext, ValidationError};
 use picket_proto::{ActivationFile, ListPage, OnboardRequest, PatchSensorRequest, SensorConfig, SensorView, Summary};
-use picket_store::{CursorPos, ExportRow, NewSensor, Scope, SensorFilter, SensorPatch, SensorQuery, SensorRow, Sort};
+use picket_store::{
+    CursorPos, ExportChunks, ExportEncoder, NewSensor, Scope, SensorFilter, SensorPatch, SensorQuery, SensorRow, Sort,
+};
 
 use super::{App, AppError, AppResult, MAX_LIMIT};
 use crate::auth::{Operator, Viewer};
@@ -18,8 +20,6 @@ use crate::ids::{new_secret_hex, new_uuid, sha256_hex};
 
 /// Longest capture/monitor setting.
 pub const MAX_CAPTURE_LEN: usize = 256;
-/// Rows fetched per store round trip while exporting; memory stays bounded by this.
-pub const EXPORT_BATCH: u32 = 5000;
 
 /// A list request after its parameters were parsed.
 #[derive(Debug, Clone, Default)]
@@ -248,23 +248,17 @@ impl App {
         Ok((items, next_cursor, total))
     }
 
-    /// Every sensor matching, in batches of `EXPORT_BATCH`, for a streamed export.
+    /// Every sensor matching, for a streamed export.
     pub async fn export_sensors(
         self: &Arc<Self>,
         who: &Viewer,
         filter: SensorFilter,
         sort: Sort,
     ) -> AppResult<SensorBatches> {
-        let ctx = self.status_context().await?;
-        Ok(SensorBatches {
-            app: self.clone(),
-            scope: who.principal().scope.clone(),
-            filter,
-            sort,
-            ctx,
-            after: None,
-            done: false,
-        })
+        let status = self.status_context().await?;
+        let scope = who.principal().scope.clone();
+        let query = SensorQuery { scope, filter, sort, after: None, limit: u32::MAX, status };
+        Ok(SensorBatches { app: self.clone(), query })
     }
 
     /// Applies an edit; a new capture setting bumps the desired config version.
@@ -396,51 +390,19 @@ impl App {
     }
 }
 
-/// Keyset paging over every matching sensor, one store round trip per batch, statuses
+/// Every matching sensor for a streamed export: its scope, filter and sort, with statuses
 /// derived at the moment the export started (in SQL, by the same rules as the list's filter;
-/// only the CSV's columns are read: `picket_store::export`).
+/// only the CSV's columns are read: `picket_store::export`). The store reads it in one
+/// ordered pass when the body is streamed ([`SensorBatches::chunks`]).
 pub struct SensorBatches {
     app: Arc<App>,
-    scope: Scope,
-    filter: SensorFilter,
-    sort: Sort,
-    ctx: StatusContext,
-    after: Option<CursorPos>,
-    done: bool,
+    query: SensorQuery,
 }
 
 impl SensorBatches {
-    /// The next batch; `None` after the last.
-    pub async fn next_batch(&mut self) -> Option<AppResult<Vec<ExportRow>>> {
-        if self.done {
-            return None;
-        }
-        let query = SensorQuery {
-            scope: self.scope.clone(),
-            filter: self.filter.clone(),
-            sort: self.sort,
-            after: self.after.take(),
-            limit: EXPORT_BATCH,
-            status: self.ctx,
-        };
-        let rows = match self.app.store.export_page(&query).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                self.done = true;
-                return Some(Err(e.into()));
-            }
-        };
-        if rows.len() < EXPORT_BATCH as usize {
-            self.done = true;
-        }
-        if let Some(last) = rows.last() {
-            self.after =
-                Some(CursorPos { sort: self.sort.as_param(), value: last.sort_value.clone(), id: last.id.clone() });
-        }
-        if rows.is_empty() {
-            return None;
-        }
-        Some(Ok(rows))
+    /// The export as chunks of about `chunk_bytes`, each row written by `encoder`.
+    pub fn chunks(self, encoder: Box<dyn ExportEncoder>, chunk_bytes: usize) -> ExportChunks {
+        self.app.store.export_stream(&self.query, encoder, chunk_bytes)
     }
 }
 

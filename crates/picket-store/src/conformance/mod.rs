@@ -16,6 +16,7 @@ use picket_domain::{
 use crate::query::{CursorPos, SensorFilter, SensorQuery, Sort, SortKey, SortValue};
 use crate::{ApiToken, Audit, Scope, SensorPatch, SensorRow, Store, StoreError, Subscription, Zone};
 
+pub mod export;
 mod fixtures;
 pub mod lists;
 
