@@ -188,6 +188,7 @@ pub async fn ti_loop(
             refused.insert(offer.sha256.clone());
             continue;
         }
+        tracing::info!(ti_version = offer.version, sha256 = %offer.sha256, size = offer.size, "downloading the offered TI package");
         let bytes = match client.get() {
             Ok(c) => c.download_package(&offer.sha256, offer.size).await,
             Err(e) => Err(e),
@@ -205,7 +206,7 @@ pub async fn ti_loop(
                 ti_version = offer.version,
                 expected = %offer.sha256,
                 got = %digest,
-                "the downloaded TI package does not match the offer; refused (the current TI stays in effect)"
+                "the downloaded TI package does not match the offer's size and SHA-256 (altered in storage or in transit); refused, not fetched again by this process, the current TI stays in effect"
             );
             refused.insert(offer.sha256.clone());
             continue;
@@ -232,7 +233,7 @@ pub async fn ti_loop(
                 let _ = ti.reload(&state);
             }
             Ok(Err(e)) => {
-                tracing::error!(ti_version = offer.version, error = %e, "offered TI package refused; the current TI stays in effect");
+                tracing::error!(ti_version = offer.version, error = %e, "offered TI package refused; not fetched again by this process, the current TI stays in effect");
                 refused.insert(offer.sha256.clone());
             }
             Err(e) => tracing::error!(error = %e, "applying the TI package failed"),

@@ -1,15 +1,20 @@
 //! Real processes for the end-to-end tests: `picket serve` (the workspace's `picket` binary,
 //! built on first use with the same cargo, so a `-p picket-sensor` run never tests a stale
-//! server) and `picket-sensor` (this package's binary); a small REST helper; polling.
+//! server) and `picket-sensor` (this package's binary); a small REST helper; polling; test
+//! notification receivers (a webhook receiver with the HMAC check, a TCP syslog collector).
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::Mutex;
 
 /// The sensor binary under test.
 pub const SENSOR: &str = env!("CARGO_BIN_EXE_picket-sensor");
@@ -239,6 +244,11 @@ impl Server {
         path
     }
 
+    /// The PostgreSQL URL it runs on (`None`: SQLite, in `<dir>/data/picket.db`).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
     /// `GET /api/v1/sensors/{id}`.
     pub async fn sensor(&self, id: &str) -> Value {
         let (status, v) = self.call(reqwest::Method::GET, &format!("/api/v1/sensors/{id}"), None).await;
@@ -418,4 +428,95 @@ pub fn sensor_fails(args: &[&str]) -> String {
 /// A path as `&str` (test paths are UTF-8).
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+/// HMAC-SHA256 (RFC 2104) from SHA-256, as a receiver without our code would compute it.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(msg).finalize();
+    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+}
+
+/// One received webhook request: lower-case headers and the raw body.
+pub type Request = (HashMap<String, String>, Vec<u8>);
+
+/// A minimal HTTP/1.1 receiver on 127.0.0.1:0 answering 204 and recording each request.
+pub async fn receiver() -> (String, Arc<Mutex<Vec<Request>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut conn = BufReader::new(conn);
+                let mut headers = HashMap::new();
+                let mut line = String::new();
+                conn.read_line(&mut line).await.ok()?; // request line
+                loop {
+                    line.clear();
+                    conn.read_line(&mut line).await.ok()?;
+                    let l = line.trim_end();
+                    if l.is_empty() {
+                        break;
+                    }
+                    let (k, v) = l.split_once(':')?;
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+                let len: usize = headers.get("content-length")?.parse().ok()?;
+                let mut body = vec![0u8; len];
+                conn.read_exact(&mut body).await.ok()?;
+                sink.lock().await.push((headers, body));
+                let mut conn = conn.into_inner();
+                conn.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").await.ok()?;
+                conn.shutdown().await.ok()
+            });
+        }
+    });
+    (url, got)
+}
+
+/// Whether `headers` carry a valid `X-Picket-Signature` of `body` under `secret`
+/// (`sha256=<hex HMAC-SHA256 of "<X-Picket-Timestamp>.<body>">`).
+pub fn signature_ok(headers: &HashMap<String, String>, body: &[u8], secret: &str) -> bool {
+    let Some(ts) = headers.get("x-picket-timestamp") else { return false };
+    let mut signed = format!("{ts}.").into_bytes();
+    signed.extend_from_slice(body);
+    let expected = format!("sha256={}", hex::encode(hmac_sha256(secret.as_bytes(), &signed)));
+    headers.get("x-picket-signature") == Some(&expected)
+}
+
+/// A TCP syslog collector on 127.0.0.1:0 reading RFC 6587 octet-counted frames (`LEN SP MSG`)
+/// from any number of connections; returns its `tcp://` URL and the messages received.
+pub async fn syslog_tcp_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("tcp://{}", listener.local_addr().expect("addr"));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut conn = BufReader::new(conn);
+                loop {
+                    let mut len = Vec::new();
+                    if conn.read_until(b' ', &mut len).await.ok()? == 0 {
+                        return Some(());
+                    }
+                    let len: usize = std::str::from_utf8(&len).ok()?.trim().parse().ok()?;
+                    let mut msg = vec![0u8; len];
+                    conn.read_exact(&mut msg).await.ok()?;
+                    sink.lock().await.push(String::from_utf8(msg).ok()?);
+                }
+            });
+        }
+    });
+    (url, got)
 }

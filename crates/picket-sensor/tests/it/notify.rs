@@ -4,72 +4,16 @@
 //! SHA-256, independent of the server's code) and at a test UDP syslog listener (RFC 5424
 //! frame with a CEF message).
 
-use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::Mutex;
 
-use crate::harness::{ADMIN_TOKEN, Backend, SensorProcess, free_port, picket_bin, sensor_cmd, wait_for};
+use crate::harness::{
+    ADMIN_TOKEN, Backend, SensorProcess, free_port, hmac_sha256, picket_bin, receiver, sensor_cmd, wait_for,
+};
 
 const SECRET: &str = "e2e-webhook-secret-0123456789";
-
-/// HMAC-SHA256 (RFC 2104) from SHA-256, as a receiver without our code would compute it.
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(msg).finalize();
-    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
-}
-
-/// One received webhook request: lower-case headers and the raw body.
-type Request = (HashMap<String, String>, Vec<u8>);
-
-/// A minimal HTTP/1.1 receiver on 127.0.0.1:0 answering 204 and recording each request.
-async fn receiver() -> (String, Arc<Mutex<Vec<Request>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    tokio::spawn(async move {
-        while let Ok((conn, _)) = listener.accept().await {
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let mut conn = BufReader::new(conn);
-                let mut headers = HashMap::new();
-                let mut line = String::new();
-                conn.read_line(&mut line).await.ok()?; // request line
-                loop {
-                    line.clear();
-                    conn.read_line(&mut line).await.ok()?;
-                    let l = line.trim_end();
-                    if l.is_empty() {
-                        break;
-                    }
-                    let (k, v) = l.split_once(':')?;
-                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-                }
-                let len: usize = headers.get("content-length")?.parse().ok()?;
-                let mut body = vec![0u8; len];
-                conn.read_exact(&mut body).await.ok()?;
-                sink.lock().await.push((headers, body));
-                let mut conn = conn.into_inner();
-                conn.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").await.ok()?;
-                conn.shutdown().await.ok()
-            });
-        }
-    });
-    (url, got)
-}
 
 /// `picket serve` with a short disconnect time and a UDP syslog target; killed on drop.
 struct Serve {
