@@ -307,7 +307,8 @@ pub struct ExportArgs {
     /// Filters and sort.
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Write to this file instead of stdout.
+    /// Write to this file instead of stdout (`-`: stdout); written under FILE.partial and
+    /// renamed when complete.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Server and output options.

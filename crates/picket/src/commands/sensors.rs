@@ -400,7 +400,8 @@ fn partial_path(out: &Path) -> PathBuf {
 async fn export(a: ExportArgs) -> anyhow::Result<()> {
     let api = connect(&a.api)?;
     let params = params(&a.filter);
-    match &a.out {
+    // `--out -` is stdout, as for most tools.
+    match a.out.as_deref().filter(|p| *p != Path::new("-")) {
         None => {
             let mut out = stdout();
             api.client.export_csv(&params, &mut out).await.map_err(|e| api.explain(e))?;

@@ -84,6 +84,8 @@ fn an_operator_manages_sensors_end_to_end() {
     let csv = server.cli(&["sensors", "export"]).ok();
     assert!(csv.starts_with("Sensor,Type,Domain,Subscription,Site,Zone,Tags,Mode,Service Status,Sensor Status,Version,Delayed Update,Health Status,Health Issues,Created,Last Seen"), "{csv}");
     assert_eq!(csv.lines().count(), 3, "{csv}");
+    // `--out -` is stdout too, not a file named "-".
+    assert_eq!(server.cli(&["sensors", "export", "--out", "-"]).ok(), csv);
     let out = dir.path().join("fleet.csv");
     server.cli(&["sensors", "export", "--subscription", "finance", "--out", out.to_str().unwrap()]).ok();
     let csv = std::fs::read_to_string(&out).unwrap();
