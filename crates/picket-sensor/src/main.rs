@@ -85,7 +85,8 @@ enum Command {
         #[arg(long, value_parser = duration, value_name = "DURATION", hide = true)]
         cert_validity: Option<Duration>,
     },
-    /// Run the sensor: heartbeats and configuration pulls until SIGTERM.
+    /// Run the sensor until SIGTERM: heartbeats, configuration pulls, TI updates, detection on
+    /// the --follow files and --syslog-listen messages, alert upload (cloud connected).
     Run {
         /// The state dir of an activated sensor.
         #[arg(long, value_name = "DIR")]
@@ -230,7 +231,7 @@ fn alerts_list(state_dir: PathBuf, json: bool, limit: Option<usize>) -> anyhow::
             excerpt
         ));
     }
-    text.push_str(&format!("{} alerts", all.len()));
+    text.push_str(&format!("{} alert{}", all.len(), if all.len() == 1 { "" } else { "s" }));
     print_out(&text)
 }
 

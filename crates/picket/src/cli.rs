@@ -21,7 +21,8 @@ pub struct Cli {
 /// The commands of `picket`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the control plane: REST API and background jobs (SQLite in --data-dir by default).
+    /// Run the control plane: REST API, web portal, mutual-TLS sensor API and background jobs
+    /// (SQLite in --data-dir by default, PostgreSQL with --database-url).
     Serve(Box<ServeArgs>),
     /// A first look: the server and a small live fleet of real sensors on this machine, then a
     /// second release rolled out while you watch (portal and CLI).
@@ -45,7 +46,7 @@ pub enum Command {
     /// Add, list, re-password and remove portal users.
     #[command(subcommand)]
     Users(crate::commands::users::UsersCmd),
-    /// List, add and remove notification webhooks (signed JSON POSTs of health issues).
+    /// List, add and remove notification webhooks (signed JSON POSTs of health issues and alerts).
     #[command(subcommand)]
     Webhooks(crate::commands::webhooks::WebhooksCmd),
     /// Make signing keys, sign, verify, publish and list release packages.
