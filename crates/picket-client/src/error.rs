@@ -15,7 +15,8 @@ pub enum ClientError {
         message: String,
     },
     /// The server could not be reached or the connection broke.
-    #[error("cannot reach the Picket server at {url}: {source}")]
+    // The reqwest error is the source, printed by `{:#}` after this: not repeated here.
+    #[error("cannot reach the Picket server at {url}")]
     Transport {
         /// The URL that was called.
         url: String,

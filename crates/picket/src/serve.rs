@@ -355,6 +355,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {sensor_listen} (--sensor-listen)"))?;
     let sensor_addr = sensor_listener.local_addr().context("reading the sensor listener's address")?;
     tracing::info!(
+        portal = %format!("http://{api_addr}/"),
         api = %format!("http://{api_addr}/api/v1"),
         healthz = %format!("http://{api_addr}/healthz"),
         sensors = %format!("https://{sensor_addr}/sensor/v1"),

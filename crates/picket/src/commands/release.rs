@@ -176,9 +176,10 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
         let total: u64 = manifest.files.iter().map(|f| f.size).sum();
         writeln!(
             out,
-            "Signed {} ({} files, {total} bytes; package {} bytes) with key {} into {}\nsha256 {}\nexpires {}",
+            "Signed {} ({} file{}, {total} bytes; package {} bytes) with key {} into {}\nsha256 {}\nexpires {}",
             manifest.version,
             manifest.files.len(),
+            if manifest.files.len() == 1 { "" } else { "s" },
             bytes.len(),
             key.public().key_id(),
             a.out.display(),
@@ -219,10 +220,11 @@ fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         let m = &verified.manifest;
         writeln!(
             out,
-            "OK: {} signed by key {}; {} files{}; entry point {}; expires {}\nsha256 {}",
+            "OK: {} signed by key {}; {} file{}{}; entry point {}; expires {}\nsha256 {}",
             m.version,
             verified.key_id,
             m.files.len(),
+            if m.files.len() == 1 { "" } else { "s" },
             if a.full { " checked" } else { "" },
             m.entrypoint,
             picket_proto::time::format_ts(m.expires_at),
