@@ -49,10 +49,11 @@ pub struct ServeArgs {
     /// postgres://USER:PASSWORD@HOST/DB for PostgreSQL [default: SQLite at <data-dir>/picket.db].
     #[arg(long, env = "PICKET_DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub database_url: Option<String>,
-    /// Sensor-API URL written into activation files (repeatable) [default: https://<sensor-listen>].
+    /// Sensor-API URL written into activation files (repeatable, or comma separated)
+    /// [default: https://<sensor-listen>].
     #[arg(long = "sensor-url", env = "PICKET_SENSOR_URLS", value_delimiter = ',', value_name = "URL")]
     pub sensor_url: Vec<String>,
-    /// Extra DNS name or IP for the sensor listener's certificate (repeatable).
+    /// Extra DNS name or IP for the sensor listener's certificate (repeatable, or comma separated).
     #[arg(long = "sensor-hostname", env = "PICKET_SENSOR_HOSTNAMES", value_delimiter = ',', value_name = "NAME")]
     pub sensor_hostname: Vec<String>,
     /// Silence after which a sensor is disconnected [default: 10m].
@@ -80,7 +81,8 @@ pub struct ServeArgs {
     /// How long an activation file's one-time token stays valid [default: 7d].
     #[arg(long, env = "PICKET_ACTIVATION_TTL", value_parser = duration, value_name = "DURATION")]
     pub activation_ttl: Option<Duration>,
-    /// Release public key file that activation files carry (repeatable).
+    /// Release public key file that activation files carry and publishes are checked against
+    /// (repeatable, or comma separated).
     #[arg(long = "release-key-pub", env = "PICKET_RELEASE_KEY_PUBS", value_delimiter = ',', value_name = "FILE")]
     pub release_key_pub: Vec<PathBuf>,
     /// Largest release package an upload may be, e.g. 512MiB, 2GiB or a number of bytes [default: 512MiB].
