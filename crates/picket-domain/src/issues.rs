@@ -243,7 +243,9 @@ pub fn describe(kind: HealthIssueKind, f: &HealthFacts, ctx: &StatusContext) -> 
                 human(ctx.timings.start_failed_after)
             )
         }
-        NotConfigured => format!("A {} sensor needs a capture/monitor setting and none is set.", f.sensor_type),
+        NotConfigured => {
+            format!("Sensors of type {} need a capture/monitor setting and this one has none.", f.sensor_type)
+        }
         UpdateFailed => format!(
             "The last update attempt failed; the sensor runs version {}.",
             s.version.map(|v| v.to_string()).unwrap_or_else(|| "unknown".to_string())
@@ -431,7 +433,7 @@ mod tests {
         assert_eq!(t.title, "Sensor disconnected");
         facts.sensor_type = SensorType::Adfs;
         let t = describe(HealthIssueKind::NotConfigured, &facts, &ctx());
-        assert_eq!(t.detail, "A adfs sensor needs a capture/monitor setting and none is set.");
+        assert_eq!(t.detail, "Sensors of type adfs need a capture/monitor setting and this one has none.");
         facts.service_status = ServiceStatus::Stopped;
         let t = describe(HealthIssueKind::ServiceStopped, &facts, &ctx());
         assert_eq!(

@@ -2,7 +2,7 @@
 
 /// A value outside a closed vocabulary; the message lists what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {kind} {value:?}; expected one of: {}", expected.join(", "))]
+#[error("unknown {} {value:?}; expected one of: {}", contract_name(kind), expected.join(", "))]
 pub struct UnknownValue {
     /// Which vocabulary (type name).
     pub kind: &'static str,
@@ -10,6 +10,24 @@ pub struct UnknownValue {
     pub value: String,
     /// The accepted spellings.
     pub expected: &'static [&'static str],
+}
+
+/// The field name users know a vocabulary by (DESIGN.md), for messages: `SensorType` is the
+/// `type` field, `SensorStatus` is `sensor_status`; never the Rust type name.
+fn contract_name(kind: &str) -> &str {
+    match kind {
+        "SensorType" => "type",
+        "Mode" => "mode",
+        "ServiceStatus" => "service_status",
+        "UpdateState" => "update_state",
+        "SensorStatus" => "sensor_status",
+        "HealthStatus" => "health_status",
+        "Severity" => "severity",
+        "HealthIssueKind" => "kind",
+        "IssueStatus" => "status",
+        "Role" => "role",
+        other => other,
+    }
 }
 
 string_enum! {
@@ -101,7 +119,7 @@ mod tests {
         let e = "router".parse::<SensorType>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown SensorType \"router\"; expected one of: domain_controller, adfs, standalone, ot_network"
+            "unknown type \"router\"; expected one of: domain_controller, adfs, standalone, ot_network"
         );
     }
 

@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn refusals_name_what_is_accepted() {
         assert!(err(&[("type", "router")]).contains("expected one of: domain_controller, adfs"));
-        assert!(err(&[("sensor_status", "fine")]).starts_with("sensor_status: unknown SensorStatus"));
+        assert!(err(&[("sensor_status", "fine")]).starts_with("sensor_status: unknown sensor_status \"fine\""));
         assert!(err(&[("version", "1.x")]).contains("MAJOR.MINOR.PATCH"));
         assert!(err(&[("delayed_update", "yes")]).contains("true, false"));
         assert!(err(&[("sort", "colour")]).contains("last_seen_at"));
