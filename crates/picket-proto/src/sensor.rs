@@ -41,6 +41,22 @@ pub struct ActivateResponse {
     /// When the activation happened (server clock).
     #[serde(with = "crate::time::rfc3339")]
     pub activated_at: Timestamp,
+    /// The current release (the newest published one), for an installer that has no package
+    /// yet (`picket-updater install` without `--package`); absent before the first publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_release: Option<CurrentRelease>,
+}
+
+/// The current release, as the activation answer names it: download it with the certificate
+/// just pinned at `GET /sensor/v1/packages/{sha256}` and verify it like any package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentRelease {
+    /// Its version (`MAJOR.MINOR.PATCH`).
+    pub version: String,
+    /// SHA-256 (hex) of the package file.
+    pub sha256: String,
+    /// Size in bytes of the package file.
+    pub size: u64,
 }
 
 /// `POST /sensor/v1/heartbeat`: what the sensor reports about itself.

@@ -65,7 +65,8 @@ pub fn read_activation_file(path: &std::path::Path) -> Result<ActivationFile, Se
 }
 
 /// Activates this host as the sensor of `file`: makes a new identity in `state` (valid for
-/// `validity`), presents it to the control plane with the one-time token, and records the
+/// `validity`; or uses the not yet activated one found there, which `picket-updater install`
+/// leaves), presents it to the control plane with the one-time token, and records the
 /// activation. A `locally_managed` file sets up the state dir without contacting anyone.
 pub async fn activate(
     file: &ActivationFile,
@@ -81,9 +82,18 @@ pub async fn activate(
             existing.sensor_id
         )));
     }
-    let id = identity::generate_valid_for(&file.sensor_name, now(), validity)?;
-    state.write_identity(&id.cert_pem, &id.key_pem)?;
-    let me = activate_identity(file, &id.cert_pem, &id.key_pem).await?;
+    // An identity already here but not activated was left by `picket-updater install` (which
+    // activates it to download the current release) or by an activation that crashed after
+    // the control plane pinned it: activating it again with the same token is answered again.
+    let (cert_pem, key_pem) = match state.read_identity() {
+        Ok((cert, key)) if identity::key_matches(&cert, &key) => (cert, key),
+        _ => {
+            let id = identity::generate_valid_for(&file.sensor_name, now(), validity)?;
+            state.write_identity(&id.cert_pem, &id.key_pem)?;
+            (id.cert_pem.clone(), id.key_pem.clone())
+        }
+    };
+    let me = activate_identity(file, &cert_pem, &key_pem).await?;
     state.write_sensor(&me)?;
     let contact = (me.mode == Mode::CloudConnected).then(now);
     let status = RunStatus { format: STATE_FORMAT, last_contact_at: contact, ..RunStatus::default() };

@@ -2,16 +2,27 @@
 //! it to `<install-dir>/<version>/`, record the journal, point `current` at it, lay out the
 //! state dir, and activate the sensor by running the package's entry point
 //! (`activate --activation-file F --state-dir S`).
+//!
+//! Without `--package` the package is the current release, downloaded from the control plane
+//! with the sensor's identity: the updater activates that identity first (`activate`), and the
+//! answer names the release. With no release published yet it stops before installing
+//! anything, keeping the activated identity so that running it again finishes the install.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use picket_domain::Mode;
 use picket_package::{Limits, PublicKey, Trust};
 use picket_proto::ActivationFile;
+use picket_proto::sensor::CurrentRelease;
 
+use crate::client::{self, FetchError};
 use crate::journal::Journal;
-use crate::layout::{FORMAT, Layout, UpdaterConfig, now, write_json};
-use crate::user;
+use crate::layout::{FORMAT, Layout, Shared, UpdaterConfig, now, write_json};
+use crate::{activate, user};
+
+/// Largest package `install` downloads (as `run --max-package-size`'s default).
+const MAX_DOWNLOAD_BYTES: u64 = 512 << 20;
 
 /// What `install` was asked.
 #[derive(Debug)]
@@ -20,7 +31,7 @@ pub struct InstallOptions {
     pub activation_file: PathBuf,
     /// The install dir.
     pub install_dir: PathBuf,
-    /// The package to install.
+    /// The package to install; `None`: the current release, from the control plane.
     pub package: Option<PathBuf>,
     /// The state dir (default `<install-dir>/state`).
     pub state_dir: Option<PathBuf>,
@@ -60,13 +71,6 @@ pub fn install(o: &InstallOptions) -> anyhow::Result<()> {
         file.sensor_id,
         keys.len()
     ));
-    let Some(package) = &o.package else {
-        bail!(
-            "--package PKG is required: the control plane serves packages only to activated sensors (mutual TLS with \
-             the sensor's certificate), and the sensor is activated by the package's own program; download the current \
-             release (`GET /api/v1/releases`, then the package) and pass it with --package"
-        );
-    };
     let root = absolute(&o.install_dir)?;
     let layout = Layout { root: root.clone() };
     if layout.journal().exists() {
@@ -83,9 +87,43 @@ pub fn install(o: &InstallOptions) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let trust = Trust { keys, now: now(), limits: Limits::default() };
-    let verified = picket_package::verify_file(package, &trust)
-        .with_context(|| format!("refusing the package {}", package.display()))?;
-    verified.check_updater(crate::own_version()).context("refusing the package")?;
+    let (package, fetched) = match &o.package {
+        Some(p) => (p.clone(), None),
+        None => {
+            let (path, release) = fetch_current_release(&file, &layout, &state_dir, &say)?;
+            (path, Some(release))
+        }
+    };
+    let package = package.as_path();
+    // A downloaded package is not kept: a refused one is fetched again next time.
+    let discard = || {
+        if fetched.is_some() {
+            let _ = std::fs::remove_file(package);
+        }
+    };
+    let verified = match picket_package::verify_file(package, &trust) {
+        Ok(v) => v,
+        Err(e) => {
+            discard();
+            return Err(anyhow::Error::new(e).context(format!("refusing the package {}", package.display())));
+        }
+    };
+    if let Some(release) = &fetched
+        && (verified.package_sha256 != release.sha256 || verified.manifest.version.to_string() != release.version)
+    {
+        discard();
+        bail!(
+            "refusing the package: the control plane named release {} ({}) but served {} ({})",
+            release.version,
+            release.sha256,
+            verified.manifest.version,
+            verified.package_sha256
+        );
+    }
+    if let Err(e) = verified.check_updater(crate::own_version()) {
+        discard();
+        return Err(anyhow::Error::new(e).context("refusing the package"));
+    }
     let version = verified.manifest.version.to_string();
     let entrypoint = verified.manifest.entrypoint.clone();
     say(&format!(
@@ -103,6 +141,7 @@ pub fn install(o: &InstallOptions) -> anyhow::Result<()> {
     picket_package::extract_file(package, &verified, &dest, &trust.limits)
         .with_context(|| format!("extracting to {}", dest.display()))?;
     say(&format!("extracted {} file(s) to {}", verified.manifest.files.len(), dest.display()));
+    discard();
     let config = UpdaterConfig {
         format: FORMAT,
         state_dir: state_dir.clone(),
@@ -144,4 +183,72 @@ pub fn install(o: &InstallOptions) -> anyhow::Result<()> {
     say(String::from_utf8_lossy(&out.stdout).trim());
     say(&format!("installed; start the service with `picket-updater run --install-dir {}`", root.display()));
     Ok(())
+}
+
+/// Activates the sensor's identity (made in, or found in, the state dir) and downloads the
+/// current release the activation answer names into `downloads/` (resumable, capped at the
+/// size it names). Returns the package's path and the release.
+fn fetch_current_release(
+    file: &ActivationFile,
+    layout: &Layout,
+    state_dir: &Path,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<(PathBuf, CurrentRelease)> {
+    if file.mode == Mode::LocallyManaged {
+        bail!(
+            "sensor {} is locally managed: it never contacts the control plane, so the package cannot be fetched from \
+             it; pass --package PKG (a signed package, e.g. the current release downloaded by an operator)",
+            file.sensor_name
+        );
+    }
+    let shared = Shared { state_dir: state_dir.to_path_buf() };
+    let (cert, key, new) = activate::identity(&shared, &file.sensor_name, now())?;
+    if new {
+        say(&format!("made the sensor's certificate {}", shared.cert().display()));
+    } else {
+        say(&format!("using the sensor's certificate {} (from an earlier install)", shared.cert().display()));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    rt.block_on(async {
+        let http = client::mtls(&file.ca_cert_pem, &cert, &key)?;
+        let (answer, base) = activate::activate(&http, file).await.context("activation failed")?;
+        say(&format!("activated sensor {} ({}) with {base}", answer.sensor_name, answer.sensor_id));
+        let Some(release) = answer.current_release else {
+            bail!(
+                "no release is published on the control plane yet: publish one with `picket release publish PKG`, or \
+                 pass --package PKG; the sensor is activated (its identity stays in {}), so running this same install \
+                 again finishes it",
+                state_dir.join("identity").display()
+            );
+        };
+        let digest_ok =
+            release.sha256.len() == 64 && release.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !digest_ok {
+            bail!("the control plane named the current release by {:?}, which is not a SHA-256", release.sha256);
+        }
+        if release.size > MAX_DOWNLOAD_BYTES {
+            bail!("the current release {} is {} bytes, over {MAX_DOWNLOAD_BYTES}", release.version, release.size);
+        }
+        say(&format!("downloading the current release {} ({} bytes)", release.version, release.size));
+        let downloads = layout.downloads();
+        std::fs::create_dir_all(&downloads).with_context(|| format!("creating {}", downloads.display()))?;
+        let part = downloads.join(format!("{}.part", release.sha256));
+        let url = format!("{base}/sensor/v1/packages/{}", release.sha256);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match client::fetch_resumable(&http, &url, &part, release.size).await {
+                Ok(()) => break,
+                Err(FetchError::TooLarge) => {
+                    let _ = std::fs::remove_file(&part);
+                    bail!("refusing the package: the control plane sent more than the {} bytes it named", release.size);
+                }
+                Err(FetchError::Other(e)) if attempt < 3 => say(&format!("{e:#}; trying again")),
+                Err(FetchError::Other(e)) => return Err(e.context("downloading the current release")),
+            }
+        }
+        let pkg = downloads.join(format!("{}.pkg", release.sha256));
+        std::fs::rename(&part, &pkg).with_context(|| format!("renaming {}", part.display()))?;
+        Ok((pkg, release))
+    })
 }

@@ -2,12 +2,14 @@
 //! (`<install-dir>/<version>/`, the `current` symlink, `journal.json`, `updater.json`,
 //! `downloads/`) and starts, restarts, updates and watches the sensor program of the current
 //! package; it shares only the files of the update protocol with the sensor
-//! (`<state-dir>/update/`) and reads the sensor's `sensor.json`, `status.json` and identity.
+//! (`<state-dir>/update/`) and reads the sensor's `sensor.json`, `status.json` and identity
+//! (which an install without `--package` makes and activates first: see `activate`).
 //! It must not depend on the sensor, server or store crates (it has to keep working when they
 //! break), must never trust a package not signed by a key from `updater.json` (written at
 //! install from the activation file), and must never move to a lower version except on an
 //! operator's rollback to the previous version kept on disk.
 
+mod activate;
 mod client;
 mod install;
 mod journal;
@@ -58,10 +60,17 @@ fn percent(s: &str) -> Result<f64, String> {
 enum Command {
     /// Install a signed sensor package and activate the sensor, with no prompts.
     ///
-    /// Verifies PKG against the activation file's package-signing keys, extracts it to
+    /// Verifies the package against the activation file's package-signing keys, extracts it to
     /// <install-dir>/<version>/, points <install-dir>/current at it atomically, creates the
     /// state dir and runs `<entrypoint> activate` from the package. Then start the service with
     /// `picket-updater run --install-dir D`.
+    ///
+    /// Without --package the package is the current release of the control plane: the updater
+    /// makes the sensor's certificate in the state dir, activates it with the activation file's
+    /// token and downloads the release over mutual TLS. If no release is published yet it
+    /// stops before installing anything and keeps the activated certificate: run the same
+    /// command again once a release is published (the token is not needed again). A locally
+    /// managed sensor never contacts the control plane and needs --package.
     Install {
         /// The activation file downloaded from the control plane (carries the keys packages
         /// must be signed with).
@@ -70,9 +79,8 @@ enum Command {
         /// Where versions, the `current` pointer, the journal and (by default) the state dir live.
         #[arg(long, value_name = "DIR", default_value = "/opt/picket")]
         install_dir: PathBuf,
-        /// The signed package to install. Required for now: the control plane serves packages
-        /// only to activated sensors, so the first one comes from the operator (download the
-        /// current release from `GET /api/v1/releases`).
+        /// The signed package to install (`picket release sign`). Default: download the current
+        /// release from the control plane named in the activation file.
         #[arg(long, value_name = "PKG")]
         package: Option<PathBuf>,
         /// The sensor's state dir (default: <install-dir>/state).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use picket_domain::{ServiceStatus, Version};
 use picket_proto::SensorConfig;
 use picket_proto::sensor::{
-    ActivateRequest, ActivateResponse, HeartbeatRequest, HeartbeatResponse, SensorConfigResponse,
+    ActivateRequest, ActivateResponse, CurrentRelease, HeartbeatRequest, HeartbeatResponse, SensorConfigResponse,
 };
 use picket_store::{ActivationError, Heartbeat, SensorRow, Store};
 
@@ -85,26 +85,51 @@ fn cpu_permille(p: Option<f64>) -> Option<i64> {
 
 impl App {
     /// Activates a sensor: consumes its one-time token and pins the presented certificate.
+    /// Repeating the activation with the certificate it pinned answers the same again (an
+    /// installer resuming after a crash, or after waiting for the first release); any other
+    /// certificate gets `Reused`. The answer names the current release, looked up before the
+    /// token is consumed so that a failed lookup consumes nothing.
     #[tracing::instrument(skip_all, fields(sensor_id = %req.sensor_id))]
     pub async fn activate_sensor(
         &self,
         fingerprint: &str,
         req: &ActivateRequest,
     ) -> Result<ActivateResponse, SensorAuthError> {
+        let current_release = self.current_release().await?.map(|r| CurrentRelease {
+            version: r.version.to_string(),
+            sha256: r.sha256,
+            size: r.size,
+        });
         let now = self.now();
         let hash = sha256_hex(req.activation_token.trim());
+        let answer = |row: SensorRow, at| ActivateResponse {
+            sensor_id: row.id,
+            sensor_name: row.name,
+            mode: row.mode,
+            cert_fingerprint: fingerprint.to_string(),
+            activated_at: at,
+            current_release: current_release.clone(),
+        };
         match self.store.activate_sensor(req.sensor_id.trim(), &hash, fingerprint, now).await {
             Ok(row) => {
                 tracing::info!(name = %row.name, "sensor activated");
-                Ok(ActivateResponse {
-                    sensor_id: row.id,
-                    sensor_name: row.name,
-                    mode: row.mode,
-                    cert_fingerprint: fingerprint.to_string(),
-                    activated_at: now,
-                })
+                Ok(answer(row, now))
             }
             Err(ActivationError::Store(e)) => Err(AppError::from(e).into()),
+            Err(ActivationError::Reused) => {
+                // `Reused` means the token is right; the same certificate repeats its activation.
+                match self.store.sensor_by_fingerprint(fingerprint).await.map_err(AppError::from)? {
+                    Some(row) if row.id == req.sensor_id.trim() => {
+                        tracing::info!(name = %row.name, "activation repeated with the pinned certificate");
+                        let at = row.activated_at.unwrap_or(now);
+                        Ok(answer(row, at))
+                    }
+                    _ => {
+                        tracing::warn!(reason = %ActivationError::Reused, "activation refused");
+                        Err(SensorAuthError::Activation(ActivationError::Reused))
+                    }
+                }
+            }
             Err(e) => {
                 tracing::warn!(reason = %e, "activation refused");
                 Err(SensorAuthError::Activation(e))

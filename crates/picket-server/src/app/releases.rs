@@ -133,6 +133,11 @@ impl App {
         Ok(ReleaseList { current: releases.last().map(|r| r.version), items })
     }
 
+    /// The current release (the newest published one), if any.
+    pub async fn current_release(&self) -> AppResult<Option<Release>> {
+        Ok(self.store().list_releases().await?.pop())
+    }
+
     /// The published release whose package has this digest (what sensors download).
     pub async fn release_package(&self, sha256: &str) -> AppResult<Release> {
         let valid = sha256.len() == 64 && sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));

@@ -1,6 +1,8 @@
 //! `picket-updater install` and `run`: a quiet install activates the real sensor, which then
-//! heartbeats through the supervisor; refused packages leave nothing installed. (The watchdog
-//! is tested end to end in `update`, with the health issue it raises.)
+//! heartbeats through the supervisor; refused packages leave nothing installed; without
+//! `--package` the install fetches the current release (waiting for the first publish keeps
+//! the activated identity, a tampered release is refused). (The watchdog is tested end to end
+//! in `update`, with the health issue it raises.)
 
 use std::time::Duration;
 
@@ -91,17 +93,153 @@ async fn refused_packages_leave_nothing_installed() {
             std::fs::read_dir(&inst).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
         assert!(left.is_empty(), "{why}: nothing extracted: {left:?}");
     }
-    // Without --package the install explains what to do.
-    let out = updater(&[
+}
+
+/// `picket-updater install --quiet` with no `--package`.
+fn install_current(activation: &std::path::Path, inst: &std::path::Path) -> std::process::Output {
+    updater(&[
         "install",
         "--quiet",
         "--activation-file",
         activation.to_str().unwrap(),
         "--install-dir",
-        dir.join("inst-nopkg").to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--package PKG is required"));
+        inst.to_str().unwrap(),
+    ])
+}
+
+/// What is in `downloads/` (a fetched package is not kept).
+fn downloads(inst: &std::path::Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(inst.join("downloads")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default()
+}
+
+/// The sensor heartbeats `version`, running, through `picket-updater run`; then stops.
+async fn runs_version(server: &Server, id: &str, inst: &std::path::Path, version: &str) {
+    let mut up = UpdaterProcess::start(inst, &[]);
+    wait_for(Duration::from_secs(60), &format!("the sensor heartbeats running {version}"), async || {
+        let v = server.sensor(id).await;
+        (v["version"] == version && v["service_status"] == "running").then_some(())
+    })
+    .await;
+    up.stop();
+}
+
+async fn install_fetches_the_current_release(backend: Backend) {
+    let server = Server::start(backend).await;
+    let dir = server.dir.path();
+    server.publish(&package(&server.key, "1.0.0", dir)).await;
+    server.publish(&package(&server.key, "1.1.0", dir)).await;
+    let (id, activation) = server.onboard("dc-fetch-1").await;
+    let inst = dir.join("inst");
+    let out = install_current(&activation, &inst);
+    assert!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "--quiet prints nothing: {out:?}");
+    assert_eq!(current(&inst).as_deref(), Some("1.1.0"), "the current release");
+    assert!(inst.join("1.1.0/bin/picket-sensor").is_file());
+    assert!(!inst.join("1.0.0").exists(), "only the current release is installed");
+    assert!(inst.join("state/sensor.json").is_file(), "activated");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(inst.join("state/identity/key.pem")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key is the sensor's alone");
+    }
+    assert!(downloads(&inst).is_empty(), "the fetched package is not kept: {:?}", downloads(&inst));
+    runs_version(&server, &id, &inst, "1.1.0").await;
+    // The sensor's own status names the identity the updater made and activated.
+    let cert = std::fs::read_to_string(inst.join("state/identity/cert.pem")).unwrap();
+    assert!(cert.contains("BEGIN CERTIFICATE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_without_package_fetches_the_current_release_sqlite() {
+    install_fetches_the_current_release(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_without_package_fetches_the_current_release_postgres() {
+    install_fetches_the_current_release(Backend::Postgres).await;
+}
+
+/// Nothing is installed until a good release is published; the identity activated by the
+/// first attempt is the one the finished install runs with.
+fn nothing_installed(inst: &std::path::Path, why: &str) {
+    assert!(current(inst).is_none(), "{why}: no current");
+    assert!(!inst.join("journal.json").exists() && !inst.join("updater.json").exists(), "{why}: no journal");
+    assert!(!inst.join("state/sensor.json").exists(), "{why}: the sensor's activation is not recorded yet");
+    let versions: Vec<_> = std::fs::read_dir(inst)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "state" && n != "downloads")
+        .collect();
+    assert!(versions.is_empty(), "{why}: nothing extracted: {versions:?}");
+    assert!(downloads(inst).is_empty(), "{why}: no download kept: {:?}", downloads(inst));
+}
+
+async fn install_waits_for_a_good_release(backend: Backend) {
+    let server = Server::start(backend).await;
+    let dir = server.dir.path();
+    let (id, activation) = server.onboard("dc-fetch-2").await;
+    let inst = dir.join("inst");
+    let out = install_current(&activation, &inst);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "no release: refused");
+    assert!(
+        err.contains("no release is published on the control plane yet")
+            && err.contains("picket release publish")
+            && err.contains("--package"),
+        "a clear error: {err}"
+    );
+    nothing_installed(&inst, "no release");
+    let cert = std::fs::read_to_string(inst.join("state/identity/cert.pem")).expect("the activated identity is kept");
+    assert_ne!(server.sensor(&id).await["sensor_status"], "pending_activation", "the token is consumed");
+
+    // A current release whose stored bytes were altered: refused, nothing installed.
+    let bad = server.publish(&package(&server.key, "1.0.0", dir)).await;
+    server.db().await.tamper_package(bad["sha256"].as_str().unwrap()).await;
+    let out = install_current(&activation, &inst);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "tampered: refused");
+    assert!(err.contains("refusing the package"), "{err}");
+    nothing_installed(&inst, "tampered");
+
+    // A good release: the same command finishes, with the identity activated the first time.
+    server.publish(&package(&server.key, "1.0.1", dir)).await;
+    let out = install_current(&activation, &inst);
+    assert!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(current(&inst).as_deref(), Some("1.0.1"));
+    assert!(inst.join("state/sensor.json").is_file(), "activated");
+    assert_eq!(std::fs::read_to_string(inst.join("state/identity/cert.pem")).unwrap(), cert, "the same identity");
+    runs_version(&server, &id, &inst, "1.0.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_without_package_waits_for_a_good_release_sqlite() {
+    install_waits_for_a_good_release(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_without_package_waits_for_a_good_release_postgres() {
+    install_waits_for_a_good_release(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_without_package_refuses_a_locally_managed_sensor() {
+    let server = Server::start(Backend::Sqlite).await;
+    let body = serde_json::json!({"name": "ot-local-1", "type": "ot_network", "domain": "plant.example.com",
+        "mode": "locally_managed"});
+    let (status, v) = server.call(reqwest::Method::POST, "/api/v1/sensors", Some(body)).await;
+    assert_eq!(status, 201, "onboard: {v}");
+    let id = v["id"].as_str().unwrap();
+    let (status, file) =
+        server.call(reqwest::Method::GET, &format!("/api/v1/sensors/{id}/activation-file"), None).await;
+    assert_eq!(status, 200, "{file}");
+    let activation = server.dir.path().join("local.activation.json");
+    std::fs::write(&activation, serde_json::to_vec(&file).unwrap()).unwrap();
+    let inst = server.dir.path().join("inst-local");
+    let out = install_current(&activation, &inst);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("locally managed") && err.contains("--package PKG"), "{err}");
+    assert!(current(&inst).is_none() && !inst.join("state/identity").exists(), "nothing made");
 }
 
 #[test]
