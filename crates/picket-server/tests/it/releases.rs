@@ -19,7 +19,8 @@ both_backends!(
     bad_packages_are_refused_with_their_code,
     sensors_download_packages_by_range,
     published_releases_make_old_sensors_outdated,
-    packages_download_over_mutual_tls
+    packages_download_over_mutual_tls,
+    activation_names_the_current_release_and_repeats_for_its_certificate
 );
 
 /// The key the test servers trust.
@@ -286,4 +287,64 @@ async fn packages_download_over_mutual_tls(srv: TestServer) {
     assert_eq!(stranger.get(&url).send().await.unwrap().status().as_u16(), 401);
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
+}
+
+/// The sensor API's router on plain TCP, every request carrying `fingerprint` (and no
+/// certificate expiry) as the mutual-TLS acceptor would.
+async fn activation_router(srv: &TestServer, fingerprint: String) -> String {
+    let prepared = picket_server::prepare(srv.config.clone(), srv.store.clone()).await.unwrap();
+    let state = picket_server::sensor_api::SensorState {
+        app: prepared.app().clone(),
+        batcher: picket_server::app::HeartbeatBatcher::default(),
+    };
+    let router = picket_server::sensor_api::router(state).layer(axum::middleware::from_fn(
+        move |mut req: axum::extract::Request, next: axum::middleware::Next| {
+            req.extensions_mut().insert(picket_server::sensor_api::tls::PeerFingerprint(fingerprint.clone()));
+            req.extensions_mut().insert(picket_server::sensor_api::tls::PeerCertExpiry(None));
+            next.run(req)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// The activation answer names the current release once one is published (what `picket-updater
+/// install` without `--package` downloads), and the certificate that consumed the token may
+/// repeat the activation (an install resuming); any other certificate is still refused.
+async fn activation_names_the_current_release_and_repeats_for_its_certificate(srv: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let id = onboard_named(&srv, "DC01").await["id"].as_str().unwrap().to_string();
+    let file = get(&srv, &format!("/api/v1/sensors/{id}/activation-file")).await.expect(200);
+    let body = serde_json::json!({"sensor_id": id, "activation_token": file["activation_token"]});
+    let http = reqwest::Client::new();
+    let activate = |base: String| {
+        let req = http.post(format!("{base}/sensor/v1/activate")).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let pinned = activation_router(&srv, "a".repeat(64)).await;
+    let (status, first) = activate(pinned.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["sensor_id"], id.as_str());
+    assert!(first.get("current_release").is_none(), "no release yet: the field is absent: {first}");
+    let (status, again) = activate(pinned.clone()).await;
+    assert_eq!(status, 200, "the pinned certificate repeats its activation: {again}");
+    assert_eq!((&again["sensor_id"], &again["cert_fingerprint"]), (&first["sensor_id"], &first["cert_fingerprint"]));
+    assert_eq!(again["activated_at"], first["activated_at"], "the activation time is the first one");
+    let (status, other) = activate(activation_router(&srv, "b".repeat(64)).await).await;
+    assert_eq!((status, &other["error"]["code"]), (409, &serde_json::json!("activation_used")), "{other}");
+    let view = upload(&srv, &srv.admin_token, std::fs::read(package(dir.path(), "5.0.0", &trusted(), 0)).unwrap())
+        .await
+        .expect(201);
+    let (status, answer) = activate(pinned).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["current_release"],
+        serde_json::json!({"version": "5.0.0", "sha256": view["sha256"], "size": view["size"]}),
+        "{answer}"
+    );
 }
