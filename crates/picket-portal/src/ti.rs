@@ -1,12 +1,16 @@
 //! The Threat intelligence page (`/threat-intel`): every published TI package, newest first
-//! (version, the current one marked, indicator count, size, signing key, publisher, publishing
-//! and signing times, digest), each with a Download link, and the steps that bring a package
-//! to a sensor without automatic TI updates (locally managed, or `auto_ti_updates` off):
-//! download, copy to the host, `picket-sensor ti import PKG --state-dir D`.
+//! (version, the current one marked, how many sensors run it, indicator count, size, signing
+//! key, publisher, publishing and signing times, digest), each with a Download link; how many
+//! sensors run the current version, are behind it or have no TI yet (in the user's scope:
+//! `App::ti_sensor_counts`); and the steps that bring a package to a sensor without automatic
+//! TI updates (locally managed, or `auto_ti_updates` off): download, copy to the host,
+//! `picket-sensor ti import PKG --state-dir D`.
 //! `GET /threat-intel/{version}/download` streams the signed package file from the store as an
-//! attachment named like the REST API's download (`picket-ti-<version>.pkg`). TI packages are
-//! fleet-wide, so every signed-in user (viewer too) may see and download them. Reads are
-//! `picket_server::App`'s TI use cases (`list_ti_packages`, `ti_package`, `read_ti_package`).
+//! attachment named like the REST API's download (`picket-ti-<version>.tipkg`: not `.pkg`,
+//! which browsers hold as a macOS installer until the user confirms). TI packages are
+//! fleet-wide, so every signed-in user (viewer too) may see and download them; the sensor
+//! counts are scoped like every sensor count. Reads are `picket_server::App`'s TI use cases
+//! (`list_ti_packages`, `ti_sensor_counts`, `ti_package`, `read_ti_package`).
 
 use askama::Template;
 use axum::body::{Body, Bytes};
@@ -16,6 +20,7 @@ use axum::response::Response;
 use picket_proto::ti::TiPackageView;
 use picket_proto::time::format_ts;
 use picket_server::app::AppError;
+use picket_server::app::ti::TiSensorCounts;
 
 use crate::PortalState;
 use crate::guard::Signed;
@@ -28,6 +33,8 @@ const PIECE: usize = 4 << 20;
 pub struct TiRow {
     version: i64,
     current: bool,
+    /// How many sensors (in the user's scope) report this version.
+    sensors: u64,
     indicators: u64,
     size: String,
     size_bytes: u64,
@@ -53,11 +60,18 @@ struct TiPage {
     current_version: String,
     /// Its download's file name.
     current_file: String,
+    /// Sensors running the current version.
+    on_current: u64,
+    /// Sensors reporting a lower version.
+    behind: u64,
+    /// Sensors that reported no TI version yet.
+    without_ti: u64,
 }
 
-/// The file name a downloaded package gets (the REST API's and `picket ti download`'s too).
+/// The file name a downloaded package gets (the REST API's too, and the `--out` the page
+/// suggests for `picket ti download`).
 fn file_name(version: i64) -> String {
-    format!("picket-ti-{version}.pkg")
+    picket_proto::ti::ti_package_file_name(version)
 }
 
 /// Bytes for people (`31.5 MB`).
@@ -69,10 +83,11 @@ fn size_text(bytes: u64) -> String {
     }
 }
 
-fn ti_row(p: &TiPackageView) -> TiRow {
+fn ti_row(p: &TiPackageView, counts: &TiSensorCounts) -> TiRow {
     TiRow {
         version: p.version,
         current: p.current,
+        sensors: counts.by_version.get(&p.version).copied().unwrap_or(0),
         indicators: p.indicator_count,
         size: size_text(p.size),
         size_bytes: p.size,
@@ -91,14 +106,25 @@ fn ti_row(p: &TiPackageView) -> TiRow {
 
 /// `GET /threat-intel` (any signed-in user).
 pub async fn page(State(state): State<PortalState>, Signed(user): Signed) -> PortalResult<Response> {
-    let list = state.app.list_ti_packages(&user.viewer()).await?;
+    let viewer = user.viewer();
+    let list = state.app.list_ti_packages(&viewer).await?;
+    let counts = state.app.ti_sensor_counts(&viewer, list.current).await?;
     // The list comes by version ascending; newest first on the page.
-    let packages: Vec<TiRow> = list.items.iter().rev().map(ti_row).collect();
+    let packages: Vec<TiRow> = list.items.iter().rev().map(|p| ti_row(p, &counts)).collect();
     let (current_version, current_file) = match list.current {
         Some(v) => (v.to_string(), file_name(v)),
         None => (String::new(), String::new()),
     };
-    render(&TiPage { chrome: Chrome::of(&user, "ti"), packages, current_version, current_file })
+    let on_current = list.current.and_then(|v| counts.by_version.get(&v).copied()).unwrap_or(0);
+    render(&TiPage {
+        chrome: Chrome::of(&user, "ti"),
+        packages,
+        current_version,
+        current_file,
+        on_current,
+        behind: counts.behind,
+        without_ti: counts.without_ti,
+    })
 }
 
 /// `GET /threat-intel/{version}/download` (any signed-in user): the signed package file,
@@ -150,7 +176,7 @@ mod tests {
 
     #[test]
     fn names_and_sizes() {
-        assert_eq!(file_name(42), "picket-ti-42.pkg");
+        assert_eq!(file_name(42), "picket-ti-42.tipkg");
         assert_eq!(size_text(2_048), "2.0 kB");
         assert_eq!(size_text(12), "12 B");
     }

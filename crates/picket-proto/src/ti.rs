@@ -13,6 +13,17 @@ pub const MAX_ALERTS_PER_UPLOAD: usize = 500;
 /// boundary).
 pub const MAX_EXCERPT_BYTES: usize = 2048;
 
+/// The extension of a downloaded TI package file. Not `.pkg`: browsers take that for a macOS
+/// installer and hold the download until the user confirms it.
+pub const TI_PACKAGE_EXTENSION: &str = "tipkg";
+
+/// The file name a TI package download is served as (`Content-Disposition` of
+/// `GET /api/v1/ti-packages/{version}/download` and of the portal's Download link):
+/// `picket-ti-<version>.tipkg`.
+pub fn ti_package_file_name(version: i64) -> String {
+    format!("picket-ti-{version}.{TI_PACKAGE_EXTENSION}")
+}
+
 /// One published TI package (`GET/POST /api/v1/ti-packages`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TiPackageView {

@@ -5,9 +5,12 @@
 
 use async_trait::async_trait;
 use picket_domain::Timestamp;
+use picket_store::Scope;
 use picket_store::sql as common;
 use picket_store::sql::Value;
-use picket_store::ti_packages::{TiPackage, TiPackageStore, TiPublishError, TiStaleRule, TiStaleSensor, sql};
+use picket_store::ti_packages::{
+    TiPackage, TiPackageStore, TiPublishError, TiStaleRule, TiStaleSensor, TiVersionCount, sql,
+};
 use picket_store::{Audit, StoreResult};
 use sqlx::Row;
 
@@ -129,5 +132,13 @@ impl TiPackageStore for PgStore {
         let rows =
             bind(dynamic(q.sql.clone()), values(&q)).fetch_all(&mut *self.read().await?).await.map_err(db_err)?;
         rows.iter().map(|r| r.try_get::<String, _>("sensor_id").map_err(db_err)).collect()
+    }
+
+    async fn sensors_by_ti_version(&self, scope: &Scope) -> StoreResult<Vec<TiVersionCount>> {
+        let q = sql::sensors_by_version_sql(scope);
+        let rows =
+            bind(dynamic(q.sql.clone()), values(&q)).fetch_all(&mut *self.read().await?).await.map_err(db_err)?;
+        let counts = rows.iter().map(|r| sql::decode_version_count(&Cols(r))).collect::<StoreResult<Vec<_>>>()?;
+        Ok(sql::sort_counts(counts))
     }
 }

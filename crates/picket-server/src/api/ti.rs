@@ -3,7 +3,8 @@
 //! uploads a signed TI package as the raw request body (`application/octet-stream`): 422 for a
 //! bad signature, an unknown key or an invalid package, 409 for a version not above the
 //! current one, 413 over the size limit; `GET /api/v1/ti-packages/{version}/download` (any
-//! role) streams the package file.
+//! role) streams the package file as `picket-ti-<version>.tipkg`
+//! (`picket_proto::ti::ti_package_file_name`).
 
 use std::sync::Arc;
 
@@ -125,7 +126,8 @@ pub async fn download(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", p.sha256)) {
         h.insert(header::ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"picket-ti-{}.pkg\"", p.version)) {
+    let name = picket_proto::ti::ti_package_file_name(p.version);
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)

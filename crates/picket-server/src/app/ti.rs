@@ -1,14 +1,15 @@
 //! Threat-intelligence (TI) packages: publishing one (verified here with
 //! `picket_package::verify_ti` against the keys of `--release-key-pub`, its indicators checked
 //! with `picket_ti::parse_indicators`, then stored with its bytes so every replica serves it),
-//! listing and downloading them, the TI offer of heartbeat answers, and the `ti_stale` pass of
-//! the status job.
+//! listing and downloading them, how many sensors run each TI version, the TI offer of
+//! heartbeat answers, and the `ti_stale` pass of the status job.
 //!
 //! The heartbeat path is hot, so the current TI package lives in memory (`TiCache`): set on
 //! publish, and reloaded by every status-job tick (every `health_check_every`, a few seconds)
 //! so a package published through another replica is offered within a tick. A heartbeat
 //! answer costs no query.
 
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -31,6 +32,18 @@ use crate::ids::new_uuid;
 /// Default of `--ti-stale-after`: a sensor whose TI version is below a package published
 /// longer ago than this gets a `ti_stale` health issue.
 pub const DEFAULT_TI_STALE_AFTER: Duration = Duration::from_secs(7 * 86400);
+
+/// How many sensors in a caller's scope run each TI version (cloud-connected, activated, not
+/// decommissioned ones: locally managed sensors keep their TI version on the host).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TiSensorCounts {
+    /// Sensors by the TI version they last reported.
+    pub by_version: BTreeMap<i64, u64>,
+    /// Sensors that have reported no TI version yet.
+    pub without_ti: u64,
+    /// Sensors reporting a TI version below the current one (those without one not included).
+    pub behind: u64,
+}
 
 /// The current TI package as heartbeats offer it.
 #[derive(Debug, Default)]
@@ -180,6 +193,26 @@ impl App {
         let last = all.len().saturating_sub(1);
         let items = all.iter().enumerate().map(|(i, p)| ti_view(p, i == last)).collect();
         Ok(TiPackageList { current: all.last().map(|p| p.version), items })
+    }
+
+    /// How many sensors in `who`'s scope run each TI version, and how many are behind
+    /// `current` (the current TI version, if any). A pass over every sensor row (about 0.4 s
+    /// on a million sensors): for pages, not for lists polled by automation.
+    pub async fn ti_sensor_counts(&self, who: &Viewer, current: Option<i64>) -> AppResult<TiSensorCounts> {
+        let rows = self.store().sensors_by_ti_version(&who.principal().scope).await?;
+        let mut counts = TiSensorCounts::default();
+        for r in rows {
+            match r.ti_version {
+                None => counts.without_ti += r.sensors,
+                Some(v) => {
+                    *counts.by_version.entry(v).or_default() += r.sensors;
+                    if current.is_some_and(|c| v < c) {
+                        counts.behind += r.sensors;
+                    }
+                }
+            }
+        }
+        Ok(counts)
     }
 
     /// The TI package of `version` (for `GET /api/v1/ti-packages/{version}/download`).

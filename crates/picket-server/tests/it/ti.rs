@@ -105,6 +105,14 @@ async fn ti_publishing_verifies_lists_and_downloads(srv: TestServer) {
     let viewer = token(&srv, "viewer", None).await;
     let (status, body) = download(&srv, &viewer, "/api/v1/ti-packages/1/download").await;
     assert_eq!((status, body == p1), (200, true));
+    // Saved as `.tipkg`: browsers hold a `.pkg` (a macOS installer to them) for confirmation.
+    let r = reqwest::Client::new()
+        .get(srv.url("/api/v1/ti-packages/10/download"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-disposition"], "attachment; filename=\"picket-ti-10.tipkg\"");
     let (status, _) = download(&srv, &viewer, "/api/v1/ti-packages/2/download").await;
     assert_eq!(status, 404);
     let (status, _) = download(&srv, &viewer, "/api/v1/ti-packages/x/download").await;
