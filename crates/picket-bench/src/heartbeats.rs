@@ -63,6 +63,14 @@ pub struct HeartbeatArgs {
     /// Connect-beat-close connections at once, for the sensors beyond --max-connections.
     #[arg(long, default_value_t = picket_sim::run::DEFAULT_TRANSIENT)]
     transient: usize,
+    /// Make every sensor's first contact (full TLS handshake, configuration pull) before the
+    /// schedule, this many at once, and time it as a cold start; 0 makes first contacts on
+    /// the schedule, inside the warm-up. Only with --interval.
+    #[arg(long, default_value_t = 64)]
+    prime: usize,
+    /// Do not write the sensors' applied configuration versions back to --identities.
+    #[arg(long)]
+    no_save: bool,
 }
 
 /// VmRSS and VmHWM of a process, MiB.
@@ -115,7 +123,28 @@ struct Round {
 async fn measure(fleet: &Fleet, opts: &RunOptions, pid: u32) -> Round {
     let stats = Arc::new(Stats::default());
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    let summary = picket_sim::run::run(fleet, opts, stats, rx).await;
+    let opts = RunOptions { watch_pids: vec![pid], ..opts.clone() };
+    let live = {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let s = stats.snapshot();
+                eprintln!(
+                    "  {:>4.0} s: {} answered, {:.0}/s, p99 {:.0} ms, {} errors, {} open",
+                    t.elapsed().as_secs_f64(),
+                    s.sent,
+                    s.rate,
+                    s.p99_ms,
+                    s.errors,
+                    s.open_connections
+                );
+            }
+        })
+    };
+    let summary = picket_sim::run::run(fleet, &opts, stats, rx).await;
+    live.abort();
     let (rss, hwm) = rss_mib(pid);
     Round { summary, rss, hwm }
 }
@@ -131,23 +160,52 @@ fn line(name: &str, r: &Round) -> String {
         "{name:<8} {:>9.0} hb/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {:>5}  connects {:>6} (resumed {})  server RSS {:>6.0} MiB (peak {:>6.0})",
         s.rate, s.p50_ms, s.p99_ms, s.errors, s.connects, s.resumed, r.rss, r.hwm
     );
+    if let Some(p) = s.prime_secs {
+        l.push_str(&format!(
+            "\n         cold start (every sensor's first contact, before the schedule): {p:.1} s, {:.0} sensors/s",
+            s.sensors as f64 / p.max(1e-3)
+        ));
+    }
+    l.push_str(&format!(
+        "\n         latency parts, p50 / p99 / max ms: wait in the simulator {:.2} / {:.2} / {:.0}; connect {:.2} / {:.2} / {:.0} ({} beats); request (server) {:.2} / {:.2} / {:.0}",
+        s.wait.p50_ms, s.wait.p99_ms, s.wait.max_ms, s.connect.p50_ms, s.connect.p99_ms, s.connect.max_ms,
+        s.connect.count, s.request.p50_ms, s.request.p99_ms, s.request.max_ms
+    ));
+    if let Some(c) = &s.cpu {
+        let server: f64 = c.watched_secs.iter().map(|(_, v)| v).sum();
+        let per = |secs: f64| secs / (s.sent.max(1) as f64) * 1e6;
+        l.push_str(&format!(
+            "\n         CPU over {:.0} s: server {server:.1} s ({:.0} µs/heartbeat, {:.2} cores), simulator {:.1} s ({:.0} µs/heartbeat, {:.2} cores), machine busy {:.1} of {:.1} core-s (others {:.1})",
+            s.seconds,
+            per(server),
+            server / s.seconds.max(1e-3),
+            c.simulator_secs,
+            per(c.simulator_secs),
+            c.simulator_secs / s.seconds.max(1e-3),
+            c.machine_busy_secs,
+            c.machine_capacity_secs,
+            (c.machine_busy_secs - server - c.simulator_secs).max(0.0),
+        ));
+    }
     if let Some(e) = &s.last_error {
         l.push_str(&format!("\n         errors by kind {:?}; last: {e}", s.error_kinds));
     }
     l
 }
 
-async fn fleet(args: &HeartbeatArgs, server: &Server) -> Result<Fleet> {
+/// The fleet, and how many sensors its --identities file holds.
+async fn fleet(args: &HeartbeatArgs, server: &Server) -> Result<(Fleet, usize)> {
     if let Some(path) = &args.identities
         && path.exists()
     {
         let mut f = Fleet::load(path, Some(&server.sensor_url)).await?;
+        let in_file = f.sensors.len();
         if f.sensors.len() < args.sensors {
             bail!("{} holds only {} sensors", path.display(), f.sensors.len());
         }
         f.sensors.truncate(args.sensors);
         println!("loaded {} onboarded sensors from {}", f.sensors.len(), path.display());
-        return Ok(f);
+        return Ok((f, in_file));
     }
     let opts = OnboardOptions {
         server: server.base.clone(),
@@ -177,7 +235,8 @@ async fn fleet(args: &HeartbeatArgs, server: &Server) -> Result<Fleet> {
     if let Some(path) = &args.identities {
         f.save(path)?;
     }
-    Ok(f)
+    let n = f.sensors.len();
+    Ok((f, n))
 }
 
 /// Runs the benchmark.
@@ -204,7 +263,7 @@ pub async fn run(args: HeartbeatArgs) -> Result<()> {
         args.database_url.as_deref().map_or("SQLite", |_| "PostgreSQL")
     );
     let server = start_server(&args.picket, &data_dir, args.database_url.as_deref()).await?;
-    let picket_fleet = fleet(&args, &server).await?;
+    let (picket_fleet, in_file) = fleet(&args, &server).await?;
     let (rss, hwm) = rss_mib(server.child.id());
     println!("picket serve after onboarding: RSS {rss:.0} MiB (peak {hwm:.0})");
     let bare = if args.no_bare { None } else { Some(start_bare(&data_dir).await?) };
@@ -223,6 +282,8 @@ pub async fn run(args: HeartbeatArgs) -> Result<()> {
         transient_connections: transient,
         timeout: Duration::from_secs(30),
         sensor_version: "1.0.0".to_string(),
+        prime_concurrency: if args.interval.is_zero() { 0 } else { args.prime },
+        watch_pids: Vec::new(),
     };
     let (mut picket_rounds, mut bare_rounds) = (Vec::new(), Vec::new());
     for round in 1..=args.rounds {
@@ -257,6 +318,15 @@ pub async fn run(args: HeartbeatArgs) -> Result<()> {
         let ratios: Vec<f64> =
             picket_rounds.iter().zip(&bare_rounds).map(|(p, b)| p.summary.rate / b.summary.rate.max(1e-9)).collect();
         println!("\nPicket / bare rate per round: {ratios:.2?}; median {:.2}", median(ratios.clone()));
+    }
+    if let Some(path) = &args.identities
+        && !args.no_save
+    {
+        // Keep what the sensors applied, as real sensors keep it in their state dirs: the next
+        // run's first contacts then pull no configuration the server already gave them.
+        if in_file == picket_fleet.sensors.len() {
+            picket_fleet.save(path)?;
+        }
     }
     drop(bare);
     Ok(())

@@ -9,11 +9,23 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::SimError;
 use crate::identity::SimIdentity;
 use crate::tls::{SessionSlot, Target};
+
+/// A TCP connection to `target`, from one of its source addresses when it has them (falls
+/// back to the kernel's choice when binding fails).
+async fn connect(target: &Target) -> std::io::Result<TcpStream> {
+    if let Some(source) = target.source() {
+        let socket = TcpSocket::new_v4()?;
+        if socket.bind(source).is_ok() {
+            return socket.connect(target.addr).await;
+        }
+    }
+    TcpStream::connect(target.addr).await
+}
 
 /// An open connection of one sensor.
 #[derive(Debug)]
@@ -28,8 +40,7 @@ impl Conn {
     /// Connects to `target` presenting `identity` (resuming from `sessions` when it can).
     pub async fn open(target: &Target, identity: &SimIdentity, sessions: Arc<SessionSlot>) -> Result<Conn, SimError> {
         let config = target.client_config(identity, sessions)?;
-        let tcp =
-            TcpStream::connect(target.addr).await.map_err(|source| SimError::Connect { addr: target.addr, source })?;
+        let tcp = connect(target).await.map_err(|source| SimError::Connect { addr: target.addr, source })?;
         let _ = tcp.set_nodelay(true);
         // Close with a reset, not a FIN: the simulator closes first, and every close would
         // otherwise park a loopback port in TIME_WAIT for a minute; at a thousand reconnects a

@@ -85,6 +85,10 @@ struct FileSensor {
     name: String,
     cert: String,
     key: String,
+    /// The configuration version it applied (a sensor keeps it in its state dir); files of
+    /// older simulators lack it.
+    #[serde(default)]
+    applied: i64,
 }
 
 fn api(what: impl Into<String>) -> impl FnOnce(picket_client::ClientError) -> SimError {
@@ -215,7 +219,8 @@ impl Fleet {
         Ok(Fleet { target, sensors })
     }
 
-    /// Writes the fleet (ids, names, certificates and keys) to `path`, mode 0600.
+    /// Writes the fleet (ids, names, certificates and keys, applied configuration versions)
+    /// to `path`, mode 0600.
     pub fn save(&self, path: &Path) -> Result<(), SimError> {
         let io = |source| SimError::Io { path: path.to_path_buf(), source };
         let mut opts = std::fs::OpenOptions::new();
@@ -238,6 +243,7 @@ impl Fleet {
                 name: s.name.clone(),
                 cert: hex::encode(&s.identity.cert_der),
                 key: hex::encode(&s.identity.key_der),
+                applied: s.applied.load(Ordering::Relaxed),
             };
             write_line(&mut w, &rec).map_err(io)?;
         }
@@ -264,7 +270,9 @@ impl Fleet {
                 serde_json::from_str(&l.map_err(io)?).map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
             let hexd = |s: &str| hex::decode(s).map_err(|e| bad(format!("line {}: {e}", i + 2)));
             let identity = SimIdentity { cert_der: hexd(&r.cert)?, key_der: hexd(&r.key)? };
-            sensors.push(Arc::new(SimSensor::new(r.id, r.name, identity)));
+            let sensor = SimSensor::new(r.id, r.name, identity);
+            sensor.applied.store(r.applied, Ordering::Relaxed);
+            sensors.push(Arc::new(sensor));
         }
         Ok(Fleet { target, sensors })
     }

@@ -1,12 +1,18 @@
 //! Heartbeats of a simulated fleet: each sensor is a task that heartbeats at the interval
-//! (first beats spread evenly over one interval, then ±10% jitter, as `picket-sensor` does),
-//! pulls its configuration when the answer says it is behind, and keeps its mutual-TLS
-//! connection open between beats.
+//! (first beats spread evenly over one interval in a shuffled order, then ±10% jitter, as
+//! `picket-sensor` does), pulls its configuration when the answer says it is behind, and keeps
+//! its mutual-TLS connection open between beats.
 //!
 //! File descriptors bound what one process can hold open (`ulimit -n`), and a connection
 //! cannot be shared because the certificate is the identity. So at most `max_connections`
 //! sensors keep a connection; the others connect for each beat (resuming their own TLS
 //! session when the server allows it) and close, at most `transient_connections` at a time.
+//!
+//! A fleet's first contact is not its steady state: every sensor makes a full TLS handshake
+//! (no session to resume yet) and pulls its configuration. With `prime_concurrency` those
+//! first contacts are made before the schedule starts, a bounded number at once, and timed on
+//! their own (`Summary::prime_secs`: a cold start of the fleet); the schedule then runs on
+//! warm sessions, as a fleet that has been running does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::conn::Conn;
 use crate::fleet::{Fleet, SimSensor};
-use crate::stats::{Stats, Summary};
+use crate::stats::{BeatTimes, CpuMark, Stats, Summary};
 use crate::{SimError, tls::Target};
 
 /// File descriptors kept free for everything but sensor connections.
@@ -47,6 +53,11 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// The version the sensors report.
     pub sensor_version: String,
+    /// First contacts made before the schedule, this many at once (unmeasured; see the
+    /// module docs); 0 makes them on the schedule.
+    pub prime_concurrency: usize,
+    /// Processes (the server) whose CPU time the summary reports for the measured window.
+    pub watch_pids: Vec<u32>,
 }
 
 /// The soft limit of open files of this process (`ulimit -n`), from `/proc/self/limits`.
@@ -71,6 +82,8 @@ struct Ctx {
     started_at: Timestamp,
     /// Sensors that have made their first heartbeat (answered or not).
     first_done: AtomicUsize,
+    /// Bounds the first contacts made before the schedule, when priming.
+    prime: Option<Arc<Semaphore>>,
 }
 
 struct Open {
@@ -119,32 +132,41 @@ fn heartbeat_body(ctx: &Ctx, applied: i64) -> Bytes {
     serde_json::to_vec(&req).map(Bytes::from).unwrap_or_default()
 }
 
-/// One heartbeat (and a configuration pull when behind); returns whether `applied` changed.
+/// One heartbeat scheduled at `scheduled` (and a configuration pull when behind); returns
+/// whether `applied` changed and where the time went.
 async fn beat(
     s: &SimSensor,
     ctx: &Ctx,
     open: &mut Option<Open>,
     body: &Bytes,
     applied: &mut i64,
-) -> Result<bool, SimError> {
+    scheduled: Instant,
+) -> Result<(bool, BeatTimes), SimError> {
     if open.as_ref().is_some_and(|o| !o.conn.is_open()) {
         *open = None;
         ctx.stats.closed();
     }
-    if open.is_none() {
+    let (wait, connect) = if open.is_none() {
         let (kept, transient) = match ctx.keep.clone().try_acquire_owned() {
             Ok(p) => (Some(p), None),
             Err(_) => (None, ctx.transient.clone().acquire_owned().await.ok()),
         };
+        let c0 = Instant::now();
         let conn = Conn::open(&ctx.target, &s.identity, s.sessions.clone()).await?;
+        let connect = c0.elapsed();
         ctx.stats.connected(conn.resumed);
         *open = Some(Open { conn, kept, _transient: transient });
-    }
+        (c0.saturating_duration_since(scheduled), Some(connect))
+    } else {
+        (Instant::now().saturating_duration_since(scheduled), None)
+    };
     let Some(o) = open.as_mut() else { return Err(SimError::Setup("no connection".into())) };
     let t = ctx.opts.timeout;
+    let r0 = Instant::now();
     let answer = o.conn.call(Method::POST, "/sensor/v1/heartbeat", Some(body.clone()), t).await?;
     let answer: HeartbeatResponse =
         serde_json::from_slice(&answer).map_err(|e| SimError::Http(format!("heartbeat answer: {e}")))?;
+    let request = r0.elapsed();
     let mut changed = false;
     if answer.config_version_desired > *applied {
         let cfg = o.conn.call(Method::GET, "/sensor/v1/config", None, t).await?;
@@ -157,15 +179,72 @@ async fn beat(
         *open = None;
         ctx.stats.closed();
     }
-    Ok(changed)
+    Ok((changed, BeatTimes { total: scheduled.elapsed(), wait, connect, request }))
 }
 
-async fn sensor_loop(s: Arc<SimSensor>, ctx: Arc<Ctx>, first: Instant, mut rng: u64, mut halt: watch::Receiver<bool>) {
+/// One beat of a sensor's loop, recorded; returns whether it failed.
+async fn beat_recorded(
+    s: &SimSensor,
+    ctx: &Ctx,
+    open: &mut Option<Open>,
+    body: &mut Bytes,
+    applied: &mut i64,
+    scheduled: Instant,
+) -> bool {
+    match beat(s, ctx, open, body, applied, scheduled).await {
+        Ok((changed, times)) => {
+            ctx.stats.beat(times);
+            if changed {
+                s.applied.store(*applied, Ordering::Relaxed);
+                *body = heartbeat_body(ctx, *applied);
+            }
+            false
+        }
+        Err(e) => {
+            ctx.stats.error(&e);
+            if open.take().is_some() {
+                ctx.stats.closed();
+            }
+            true
+        }
+    }
+}
+
+/// Where in the interval sensor `i` of `n` makes its first scheduled beat: evenly spaced
+/// slots in a shuffled order (multiplying by a prime larger than any fleet permutes 0..n), so
+/// sensors that keep a connection and sensors that reconnect interleave over the interval.
+fn slot(i: usize, n: usize) -> f64 {
+    let n = n.max(1) as u128;
+    ((i as u128 * 2_654_435_761) % n) as f64 / n as f64
+}
+
+async fn sensor_loop(
+    s: Arc<SimSensor>,
+    ctx: Arc<Ctx>,
+    offset: Duration,
+    mut rng: u64,
+    mut go: watch::Receiver<Option<Instant>>,
+    mut halt: watch::Receiver<bool>,
+) {
     let mut open: Option<Open> = None;
     let mut applied = s.applied.load(Ordering::Relaxed);
     let mut body = heartbeat_body(&ctx, applied);
-    let mut next = first;
     let mut first_beat = true;
+    if let Some(prime) = &ctx.prime {
+        let permit = tokio::select! {
+            p = prime.acquire() => p,
+            _ = halt.changed() => return,
+        };
+        beat_recorded(&s, &ctx, &mut open, &mut body, &mut applied, Instant::now()).await;
+        drop(permit);
+        first_beat = false;
+        ctx.first_done.fetch_add(1, Ordering::Relaxed);
+    }
+    let start = tokio::select! {
+        g = go.wait_for(Option::is_some) => match g { Ok(g) => (*g).unwrap_or_else(Instant::now), Err(_) => return },
+        _ = halt.changed() => return,
+    };
+    let mut next = start + offset;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
@@ -174,24 +253,7 @@ async fn sensor_loop(s: Arc<SimSensor>, ctx: Arc<Ctx>, first: Instant, mut rng: 
         if *halt.borrow() {
             break;
         }
-        let t0 = Instant::now();
-        let failed = match beat(&s, &ctx, &mut open, &body, &mut applied).await {
-            Ok(changed) => {
-                ctx.stats.ok(t0.elapsed());
-                if changed {
-                    s.applied.store(applied, Ordering::Relaxed);
-                    body = heartbeat_body(&ctx, applied);
-                }
-                false
-            }
-            Err(e) => {
-                ctx.stats.error(&e);
-                if open.take().is_some() {
-                    ctx.stats.closed();
-                }
-                true
-            }
-        };
+        let failed = beat_recorded(&s, &ctx, &mut open, &mut body, &mut applied, next).await;
         if first_beat {
             first_beat = false;
             ctx.first_done.fetch_add(1, Ordering::Relaxed);
@@ -221,25 +283,42 @@ pub async fn run(fleet: &Fleet, opts: &RunOptions, stats: Arc<Stats>, mut stop: 
         transient: Arc::new(Semaphore::new(opts.transient_connections.max(1))),
         started_at: now_ts(),
         first_done: AtomicUsize::new(0),
+        prime: (opts.prime_concurrency > 0).then(|| Arc::new(Semaphore::new(opts.prime_concurrency))),
     });
     let (halt_tx, halt_rx) = watch::channel(false);
-    let start = Instant::now();
+    let (go_tx, go_rx) = watch::channel(None);
     let n = fleet.sensors.len().max(1);
     let mut tasks = tokio::task::JoinSet::new();
-    let mut seed = u64::from(std::process::id()) ^ start.elapsed().as_nanos() as u64 ^ 0xA5A5_5A5A;
+    let mut seed = u64::from(std::process::id()) ^ now_ts().0 as u64 ^ 0xA5A5_5A5A;
     for (i, s) in fleet.sensors.iter().enumerate() {
         let offset = if opts.interval.is_zero() {
             // Open connections at about 1,000 a second rather than all at once (a burst
             // overflows the listen backlog, and dropped SYNs are retried after 1, 3, 7 s).
             Duration::from_millis(i as u64)
         } else {
-            opts.interval.mul_f64(i as f64 / n as f64)
+            opts.interval.mul_f64(slot(i, n))
         };
         let rng = next_random(&mut seed);
-        tasks.spawn(sensor_loop(s.clone(), ctx.clone(), start + offset, rng, halt_rx.clone()));
+        tasks.spawn(sensor_loop(s.clone(), ctx.clone(), offset, rng, go_rx.clone(), halt_rx.clone()));
     }
+    let mut prime_secs = None;
+    if ctx.prime.is_some() {
+        let t = Instant::now();
+        let primed = async {
+            while ctx.first_done.load(Ordering::Relaxed) < fleet.sensors.len() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            _ = primed => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+        prime_secs = Some(t.elapsed().as_secs_f64());
+    }
+    let start = Instant::now();
+    let _ = go_tx.send(Some(start));
     let mut measure_from = start + opts.warmup;
-    if !opts.warmup.is_zero() {
+    if !opts.warmup.is_zero() && !*stop.borrow() {
         let ready = async {
             tokio::time::sleep_until(measure_from).await;
             // Then until every sensor has made its first heartbeat, for at most two minutes.
@@ -256,13 +335,16 @@ pub async fn run(fleet: &Fleet, opts: &RunOptions, stats: Arc<Stats>, mut stop: 
             _ = stop.wait_for(|s| *s) => {}
         }
     }
+    let cpu = CpuMark::now(&opts.watch_pids);
     if !*stop.borrow() {
         tokio::select! {
             _ = tokio::time::sleep_until(measure_from + opts.duration) => {}
             _ = stop.wait_for(|s| *s) => {}
         }
     }
-    let summary = stats.summary(fleet.sensors.len());
+    let mut summary = stats.summary(fleet.sensors.len());
+    summary.cpu = Some(cpu.since());
+    summary.prime_secs = prime_secs;
     let _ = halt_tx.send(true);
     let grace = tokio::time::sleep(opts.timeout);
     tokio::pin!(grace);
@@ -286,6 +368,17 @@ mod tests {
         let v: Vec<Duration> = (0..1000).map(|_| jittered(i, &mut rng)).collect();
         assert!(v.iter().all(|d| *d >= Duration::from_secs(54) && *d <= Duration::from_secs(66)));
         assert!(v.iter().any(|d| *d < Duration::from_secs(57)) && v.iter().any(|d| *d > Duration::from_secs(63)));
+    }
+
+    #[test]
+    fn first_beats_take_every_slot_once_in_a_shuffled_order() {
+        for n in [1, 2, 7, 1000, 100_000] {
+            let mut slots: Vec<usize> = (0..n).map(|i| (slot(i, n) * n as f64).round() as usize).collect();
+            let in_order = slots.windows(2).all(|w| w[0] < w[1]);
+            slots.sort_unstable();
+            assert_eq!(slots, (0..n).collect::<Vec<_>>(), "n = {n}");
+            assert!(n < 3 || !in_order, "n = {n}: not shuffled");
+        }
     }
 
     #[test]

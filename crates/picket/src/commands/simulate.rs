@@ -197,6 +197,8 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         transient_connections: transient,
         timeout: args.timeout,
         sensor_version: args.sensor_version.clone(),
+        prime_concurrency: 0,
+        watch_pids: Vec::new(),
     };
     if !args.api.json {
         eprintln!(
