@@ -265,9 +265,37 @@ impl Browser {
         e.send_keys(text).await.unwrap();
     }
 
-    /// The visible text of an element.
+    /// The visible text of an element; an htmx swap that replaces it between finding and
+    /// reading is retried on the new element.
     pub async fn text(&self, css: &str) -> String {
-        self.wait(css).await.text().await.unwrap()
+        for _ in 0..20 {
+            match self.wait(css).await.text().await {
+                Ok(t) => return t,
+                Err(fantoccini::error::CmdError::Standard(w))
+                    if w.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("reading {css}: {e}"),
+            }
+        }
+        panic!("{css} kept being replaced while read");
+    }
+
+    /// Waits (10 s at most) until an element's text is `expected`: a notice swapped in by htmx
+    /// after a click replaces the previous one only once the server has answered.
+    pub async fn wait_text(&self, css: &str, expected: &str) {
+        let mut seen = String::new();
+        for _ in 0..100 {
+            if self.has(css).await {
+                seen = self.text(css).await;
+                if seen == expected {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never read {expected:?} within 10 s; last seen {seen:?}");
     }
 
     /// Texts of all matching elements.

@@ -64,7 +64,7 @@ async fn operator_closes_and_reopens_health_issues() {
 
     // Close: back to the sensor's pane (filters kept), the issue shown closed.
     b.navigate("#issue-close").await;
-    assert_eq!(b.text("#notice").await, "Health issue closed.");
+    b.wait_text("#notice", "Health issue closed.").await;
     assert_eq!(b.text("#pane-title").await, dc02.name);
     assert!(b.path().await.contains("zone=east"));
     assert_eq!(issue_status(&srv, &dc02.id, &watchdog).await, "closed");
@@ -93,7 +93,7 @@ async fn operator_closes_and_reopens_health_issues() {
     assert!(b.has("aside#details > #issue-pane").await, "the pane goes inside the details aside");
     b.assert_accessible().await;
     b.navigate("#issue-reopen").await;
-    assert_eq!(b.text("#notice").await, "Health issue reopened.");
+    b.wait_text("#notice", "Health issue reopened.").await;
     let path = b.path().await;
     assert!(path.contains("kind=watchdog_restart") && path.contains("status=closed"), "filters kept: {path}");
     assert_eq!(issue_status(&srv, &dc02.id, &watchdog).await, "open");

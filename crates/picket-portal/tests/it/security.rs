@@ -29,7 +29,7 @@ async fn xss_payloads_in_tags_and_description_render_escaped() {
     assert!(source.contains("&lt;script&gt;") || source.contains("&#60;script&#62;"), "escaped in the HTML");
     // The edit form round-trips it as text too.
     b.click("#edit-save").await;
-    assert_eq!(b.text("#notice").await, "Changes saved.");
+    b.wait_text("#notice", "Changes saved.").await;
     let (_, after) = api(&srv, Method::GET, &format!("/api/v1/sensors/{id}"), None).await;
     assert_eq!((after["tags"][0].as_str(), after["description"].as_str()), (Some(tag), Some(description)));
     assert_eq!(b.js("return window.__xss === undefined;").await, true);

@@ -143,14 +143,14 @@ async fn operator_onboards_filters_sorts_and_manages_sensors() {
         "{confirm}"
     );
     b.click("#confirm-button").await;
-    assert_eq!(b.text("#notice").await, "Delayed update enabled.");
+    b.wait_text("#notice", "Delayed update enabled.").await;
     assert_eq!(b.text("#delayed-toggle").await, "Disable delayed update");
     assert_eq!(sensor(&srv, &target.id).await.1["delayed_update"], true);
 
     // Edit the zone.
     b.wait("#edit-zone").await.select_by_value("west").await.unwrap();
     b.click("#edit-save").await;
-    assert_eq!(b.text("#notice").await, "Changes saved.");
+    b.wait_text("#notice", "Changes saved.").await;
     assert_eq!(sensor(&srv, &target.id).await.1["zone"], "west");
 
     // Delete, after a confirmation that says what deleting a cloud-connected sensor stops.
@@ -162,7 +162,7 @@ async fn operator_onboards_filters_sorts_and_manages_sensors() {
         "{confirm}"
     );
     b.click("#confirm-button").await;
-    assert_eq!(b.text("#notice").await, "Sensor deleted.");
+    b.wait_text("#notice", "Sensor deleted.").await;
     assert_eq!(sensor(&srv, &target.id).await.0, 404);
     assert!(!names(&b).await.contains(&target.name));
 

@@ -68,7 +68,7 @@ async fn operator_edits_deletes_and_reactivates_from_sites_and_sensors() {
     b.fill("#edit-name", "dc02-renamed-10-0-0-6").await;
     b.fill("#new-zone", "north").await;
     b.navigate("#edit-save").await;
-    assert_eq!(b.text("#notice").await, "Changes saved.");
+    b.wait_text("#notice", "Changes saved.").await;
     let (_, after) = sensor(&srv, &target.id).await;
     assert_eq!((after["name"].as_str(), after["zone"].as_str()), (Some("dc02-renamed-10-0-0-6"), Some("north")));
     assert_eq!(b.text(&row(&target.id, 3)).await, "north");
@@ -89,7 +89,7 @@ async fn operator_edits_deletes_and_reactivates_from_sites_and_sensors() {
         confirm.contains("certificate is revoked") && confirm.contains("no longer receives configuration, updates")
     );
     b.navigate("#confirm-button").await;
-    assert_eq!(b.text("#notice").await, "Sensor deleted.");
+    b.wait_text("#notice", "Sensor deleted.").await;
     assert_eq!(sensor(&srv, &target.id).await.0, 404);
     assert_eq!(b.text("#count-onboarded").await, "9");
 
