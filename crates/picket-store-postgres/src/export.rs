@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use picket_domain::HealthStatus;
 use picket_store::export::{
-    ExportCells, ExportChunks, ExportEncoder, ExportRow, RowWait, SensorExportStore, col, decode_export_row,
-    export_page_sql, export_stream_sql, pump_export, spawn_export, status_from_rank,
+    ExportCells, ExportChunks, ExportEncoder, ExportRow, SensorExportStore, col, decode_export_row, export_page_sql,
+    export_stream_sql, pump_export, spawn_export, status_from_rank,
 };
 use picket_store::query::{NameSearch, SortValueKind};
 use picket_store::sql::{Columns, Value};
@@ -41,7 +41,7 @@ impl SensorExportStore for PgStore {
         spawn_export(move |tx| async move {
             let mut conn = pool.acquire().await.map_err(db_err)?;
             let rows = bind(dynamic(built.sql), values).fetch(&mut *conn).map(|r| r.map_err(db_err));
-            pump_export(rows, cells, encoder, chunk_bytes, RowWait::Await, &tx).await
+            pump_export(rows, cells, encoder, chunk_bytes, &tx).await
         })
     }
 }

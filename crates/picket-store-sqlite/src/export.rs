@@ -1,36 +1,21 @@
 //! `SensorExportStore` on SQLite: keyset pages that always walk the sort column's index
-//! (one pass over it for the whole export, however selective the filter), on the reader pool.
-//!
-//! The streamed export is the same walk as one statement (one read snapshot under WAL) on a
-//! connection of its own, opened with the readers' options but a hand-over buffer of
-//! `EXPORT_ROW_BUFFER` rows (sqlx's default is 50) and a smaller page cache (the walk reads
-//! each page about once), closed when the export ends. The reading task takes the rows in
-//! batches (`RowWait::Batched`) rather than being woken by sqlx's worker thread per row.
+//! (one pass over it for the whole export, however selective the filter), on the reader pool;
+//! the streamed export is the same walk as one statement (one read snapshot under WAL).
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use picket_domain::HealthStatus;
 use picket_store::export::{
-    ExportCells, ExportChunks, ExportEncoder, ExportRow, RowWait, SensorExportStore, col, decode_export_row,
-    export_page_sql, export_stream_sql, pump_export, spawn_export, status_from_rank,
+    ExportCells, ExportChunks, ExportEncoder, ExportRow, SensorExportStore, col, decode_export_row, export_page_sql,
+    export_stream_sql, pump_export, spawn_export, status_from_rank,
 };
 use picket_store::query::{NameSearch, SortValueKind};
 use picket_store::sql::{Columns, Value};
 use picket_store::{SensorQuery, SortValue, StoreResult};
-use std::time::Duration;
-
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Connection, Row};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
 
 use super::{Cols, SqliteStore, bind, corrupt, db_err, dynamic};
-
-/// Rows sqlx's worker may read ahead of the export's task: at ~3 µs a row, what SQLite reads
-/// in several of the task's 1 ms pauses (a few MiB at most).
-const EXPORT_ROW_BUFFER: usize = 4096;
-
-/// Page cache of the export's connection (negative: KiB). The walk reads each table page
-/// about once; the index's inner pages are what a cache keeps useful.
-const EXPORT_CACHE_KIB: &str = "-8192";
 
 #[async_trait]
 impl SensorExportStore for SqliteStore {
@@ -52,18 +37,11 @@ impl SensorExportStore for SqliteStore {
     fn export_stream(&self, q: &SensorQuery, encoder: Box<dyn ExportEncoder>, chunk_bytes: usize) -> ExportChunks {
         let built = export_stream_sql(q, true, NameSearch::Fts5Trigram);
         let values: Vec<Value> = built.params.into_iter().map(Value::from).collect();
-        let options = (*self.reader.connect_options())
-            .clone()
-            .row_buffer_size(EXPORT_ROW_BUFFER)
-            .pragma("cache_size", EXPORT_CACHE_KIB);
+        let reader = self.reader.clone();
         spawn_export(move |tx| async move {
-            let mut conn = SqliteConnection::connect_with(&options).await.map_err(db_err)?;
-            let rows = bind(dynamic(built.sql), values).fetch(&mut conn).map(|r| r.map_err(db_err));
-            let wait = RowWait::Batched(Duration::from_millis(1));
-            let pumped = pump_export(rows, cells, encoder, chunk_bytes, wait, &tx).await;
-            // Dropping the unfinished statement first (a consumer gone part way) resets it.
-            let _ = conn.close().await;
-            pumped
+            let mut conn = reader.acquire().await.map_err(db_err)?;
+            let rows = bind(dynamic(built.sql), values).fetch(&mut *conn).map(|r| r.map_err(db_err));
+            pump_export(rows, cells, encoder, chunk_bytes, &tx).await
         })
     }
 }

@@ -14,7 +14,7 @@
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::{Stream, StreamExt};
 use picket_domain::{HealthStatus, SensorStatus};
 use tokio::sync::mpsc;
 
@@ -228,19 +228,6 @@ where
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }).boxed()
 }
 
-/// How the reading task waits for rows that are not there yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowWait {
-    /// Await the next row (rows arrive in bursts anyway: PostgreSQL's socket).
-    Await,
-    /// Take every row already there, then sleep this long before looking again, instead of
-    /// being woken for each row. For rows handed over one by one from another thread
-    /// (sqlx-sqlite's worker): a wake-up per row costs two context switches, a million of
-    /// them seconds of CPU and, on a busy machine, a wait for a core each time. The hand-over
-    /// buffer must hold what the database reads in one such sleep.
-    Batched(std::time::Duration),
-}
-
 /// The reading task's loop, shared by the backends: encodes each row of `rows` (read into
 /// cells by `cells`) into a chunk buffer and sends every full chunk on `tx`, then the rest.
 /// Returns early, without error, when the consumer has gone; the caller sends an error on.
@@ -249,7 +236,6 @@ pub async fn pump_export<R, S, F>(
     cells: F,
     mut encoder: Box<dyn ExportEncoder>,
     chunk_bytes: usize,
-    wait: RowWait,
     tx: &ExportSender,
 ) -> StoreResult<()>
 where
@@ -260,18 +246,7 @@ where
     let capacity = chunk_bytes + chunk_bytes / 8;
     let mut buf = Vec::with_capacity(capacity);
     let mut rows = std::pin::pin!(rows);
-    loop {
-        let next = match wait {
-            RowWait::Await => rows.next().await,
-            RowWait::Batched(pause) => match rows.next().now_or_never() {
-                Some(next) => next,
-                None => {
-                    tokio::time::sleep(pause).await;
-                    continue;
-                }
-            },
-        };
-        let Some(row) = next else { break };
+    while let Some(row) = rows.next().await {
         let row = row?;
         encoder.encode(&cells(&row)?, &mut buf).map_err(StoreError::Corrupt)?;
         if buf.len() >= chunk_bytes {
