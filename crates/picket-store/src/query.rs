@@ -531,7 +531,7 @@ pub fn list_sql_sqlite(query: &SensorQuery) -> SqlQuery {
 }
 
 /// Filter columns that lead an index `(column, <sort expression>, id)` for a sort key
-/// (migrations 0001, 0012 and 0015): a page filtered on one value of the column and sorted on
+/// (migrations 0001, 0012, 0015 and 0016): a page filtered on one value of the column and sorted on
 /// the key is then an index range read in sort order, whatever the data. Without it a page
 /// walks the sort index and checks the filter on each row, which is fast while the matches
 /// are spread over the sort order and slow where they bunch up: sensor names begin with their
@@ -539,13 +539,14 @@ pub fn list_sql_sqlite(query: &SensorQuery) -> SqlQuery {
 /// sensor; locally managed sensors are never seen, so by `-last_seen_at` they all come last.
 /// The portal sorts by name unless asked otherwise, so each of its choice filters has one.
 pub const SORTED_FILTER_INDEXES: &[(&str, SortKey)] = &[
-    ("sensor_type", SortKey::Name),  // sensors_type_name (0015)
-    ("mode", SortKey::Name),         // sensors_mode_name (0015)
-    ("zone", SortKey::Name),         // sensors_zone_name (0015)
-    ("health_rank", SortKey::Name),  // sensors_health_name (0015)
-    ("subscription", SortKey::Name), // sensors_subscription_name (0001; `name_lower` is unique)
-    ("status_base", SortKey::Name),  // sensors_status_name (0012)
-    ("mode", SortKey::LastSeen),     // sensors_mode_last_seen (0015)
+    ("sensor_type", SortKey::Name),    // sensors_type_name (0015)
+    ("mode", SortKey::Name),           // sensors_mode_name (0015)
+    ("zone", SortKey::Name),           // sensors_zone_name (0015)
+    ("health_rank", SortKey::Name),    // sensors_health_name (0015)
+    ("subscription", SortKey::Name),   // sensors_subscription_name (0001; `name_lower` is unique)
+    ("status_base", SortKey::Name),    // sensors_status_name (0012)
+    ("mode", SortKey::LastSeen),       // sensors_mode_last_seen (0015)
+    ("health_rank", SortKey::Created), // sensors_health_created (0016)
 ];
 
 /// The column of [`SORTED_FILTER_INDEXES`] whose index serves this page: the query filters
@@ -752,6 +753,9 @@ mod tests {
         assert!(!plain.contains('+'), "{plain}");
         let by_seen = SensorQuery { sort: Sort { key: SortKey::LastSeen, descending: true }, ..query };
         assert_eq!(sorted_filter_index(&by_seen), None, "no (type, last_seen_at) index");
+        let health = SensorFilter { health_status: vec![HealthStatus::NotHealthyHigh], ..Default::default() };
+        let newest = SensorQuery { filter: health, sort: Sort { key: SortKey::Created, descending: true }, ..by_seen };
+        assert_eq!(sorted_filter_index(&newest), Some("health_rank"), "sensors_health_created (0016)");
     }
 
     #[test]

@@ -328,6 +328,12 @@ pub async fn filter_index_pages_by_cursor(store: Arc<dyn Store>) {
             SortKey::Name,
             "health_rank",
         ),
+        (
+            SensorFilter { health_status: vec![HealthStatus::NotHealthyHigh], ..d() },
+            Scope::All,
+            SortKey::Created,
+            "health_rank",
+        ),
         (SensorFilter { subscription: vec!["sub-b".into()], ..d() }, Scope::All, SortKey::Name, "subscription"),
         (d(), one_sub.clone(), SortKey::Name, "subscription"),
         (SensorFilter { sensor_status: vec![SensorStatus::Syncing], ..d() }, Scope::All, SortKey::Name, "status_base"),
