@@ -71,6 +71,9 @@ pub struct HeartbeatArgs {
     /// Do not write the sensors' applied configuration versions back to --identities.
     #[arg(long)]
     no_save: bool,
+    /// Measure only the bare server (`picket serve` still starts, to load the fleet).
+    #[arg(long, conflicts_with = "no_bare")]
+    bare_only: bool,
 }
 
 /// VmRSS and VmHWM of a process, MiB.
@@ -287,9 +290,11 @@ pub async fn run(args: HeartbeatArgs) -> Result<()> {
     };
     let (mut picket_rounds, mut bare_rounds) = (Vec::new(), Vec::new());
     for round in 1..=args.rounds {
-        let r = measure(&picket_fleet, &opts, server.child.id()).await;
-        println!("round {round} {}", line("picket", &r));
-        picket_rounds.push(r);
+        if !args.bare_only {
+            let r = measure(&picket_fleet, &opts, server.child.id()).await;
+            println!("round {round} {}", line("picket", &r));
+            picket_rounds.push(r);
+        }
         if let (Some(b), Some(f)) = (&bare, &bare_fleet) {
             let pid = b.child.id().unwrap_or(0);
             let r = measure(f, &opts, pid).await;
@@ -314,7 +319,7 @@ pub async fn run(args: HeartbeatArgs) -> Result<()> {
             med(rs, |r| r.hwm),
         );
     }
-    if !bare_rounds.is_empty() {
+    if !bare_rounds.is_empty() && !picket_rounds.is_empty() {
         let ratios: Vec<f64> =
             picket_rounds.iter().zip(&bare_rounds).map(|(p, b)| p.summary.rate / b.summary.rate.max(1e-9)).collect();
         println!("\nPicket / bare rate per round: {ratios:.2?}; median {:.2}", median(ratios.clone()));
