@@ -234,10 +234,11 @@ fn rollout_part(view: RolloutView, filter: Option<&str>, user: &SessionUser) -> 
         .collect();
     let mut chosen: Vec<&RolloutSensorView> =
         view.sensors.iter().filter(|s| filter.is_none_or(|f| s.state == f)).collect();
-    let matching = chosen.len() as u64;
+    // The view lists a bounded page of the sensors; its counts cover them all.
+    let matching = filter.map_or(view.counts.total, |f| view.counts.get(f)).max(chosen.len() as u64);
     // Stable sort: within a state, the view's order (ring, then id).
     chosen.sort_by_key(|s| urgency(s.state));
-    let capped = chosen.len() > MAX_ROWS;
+    let capped = matching > chosen.len().min(MAX_ROWS) as u64;
     let rows = chosen.into_iter().take(MAX_ROWS).map(progress_row).collect();
     let (state_text, state_class) = match view.state {
         RolloutState::Active => ("Active", "health-low"),

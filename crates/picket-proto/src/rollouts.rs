@@ -125,7 +125,12 @@ pub struct RolloutCounts {
 impl RolloutCounts {
     /// Counts one sensor in `state`.
     pub fn add(&mut self, state: RolloutSensorState) {
-        self.total += 1;
+        self.add_n(state, 1);
+    }
+
+    /// Counts `count` sensors in `state`.
+    pub fn add_n(&mut self, state: RolloutSensorState, count: u64) {
+        self.total += count;
         let n = match state {
             RolloutSensorState::Pending => &mut self.pending,
             RolloutSensorState::WaitingDelay => &mut self.waiting_delay,
@@ -136,7 +141,7 @@ impl RolloutCounts {
             RolloutSensorState::RolledBack => &mut self.rolled_back,
             RolloutSensorState::Skipped => &mut self.skipped,
         };
-        *n += 1;
+        *n += count;
     }
 
     /// The count of `state`.
@@ -213,10 +218,15 @@ pub struct RolloutView {
     pub delayed_ring_starts_at: Timestamp,
     /// Whether the delayed ring has begun.
     pub delayed_ring_due: bool,
-    /// Sensors per state (of those listed).
+    /// Sensors per state: every cloud-connected, activated sensor in the caller's scope.
     pub counts: RolloutCounts,
-    /// Every cloud-connected, activated sensor in the caller's scope, by ring then id.
+    /// A bounded page of those sensors, by ring then id: up to 500 holding an open grant or
+    /// whose update failed, plus the first 500 by id (every sensor on a fleet of at most 500).
     pub sensors: Vec<RolloutSensorView>,
+    /// Whether `sensors` lists fewer sensors than `counts.total` (added later: absent reads
+    /// as `false`).
+    #[serde(default)]
+    pub sensors_truncated: bool,
 }
 
 /// Body of `POST /api/v1/rollouts/current/rollback` (all optional; empty body = every sensor

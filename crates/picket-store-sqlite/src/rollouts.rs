@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use picket_domain::rollout::RolloutPolicy;
 use picket_domain::{Timestamp, Version};
-use picket_store::rollouts::{Grant, Rollout, RolloutSensor, RolloutStore, plan_grants, sql};
-use picket_store::{Audit, StoreError, StoreResult};
+use picket_store::rollouts::{Grant, Rollout, RolloutGroup, RolloutSensor, RolloutStore, plan_grants, sql};
+use picket_store::{Audit, Scope, StoreError, StoreResult};
 
 use crate::{Cols, SqliteStore, audit, db_err, dynamic};
 
@@ -204,6 +204,46 @@ impl RolloutStore for SqliteStore {
             .await
             .map_err(db_err)?;
         rows.iter().map(|r| sql::decode_rollout_sensor(&Cols(r))).collect()
+    }
+
+    async fn rollout_groups(&self, version: Version) -> StoreResult<Vec<RolloutGroup>> {
+        let mut conn = self.read().await?;
+        let all = sqlx::query(sql::GROUP_SENSORS).fetch_all(&mut *conn).await.map_err(db_err)?;
+        let granted =
+            sqlx::query(sql::GROUP_GRANTED).bind(version.to_string()).fetch_all(&mut *conn).await.map_err(db_err)?;
+        let all = all.iter().map(|r| sql::decode_group(&Cols(r), false)).collect::<StoreResult<Vec<_>>>()?;
+        let granted = granted.iter().map(|r| sql::decode_group(&Cols(r), true)).collect::<StoreResult<Vec<_>>>()?;
+        Ok(sql::merge_groups(all, granted))
+    }
+
+    async fn rollout_sensor_page(
+        &self,
+        version: Version,
+        scope: &Scope,
+        limit: u32,
+    ) -> StoreResult<Vec<RolloutSensor>> {
+        if matches!(scope, Scope::Subscriptions(list) if list.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.read().await?;
+        let mut out: Vec<RolloutSensor> = Vec::new();
+        for attention in [true, false] {
+            let mut q =
+                dynamic(sql::select_rollout_page(scope, attention)).bind(version.to_string()).bind(i64::from(limit));
+            if let Scope::Subscriptions(list) = scope {
+                for s in list {
+                    q = q.bind(s.clone());
+                }
+            }
+            for r in q.fetch_all(&mut *conn).await.map_err(db_err)? {
+                let s = sql::decode_rollout_sensor(&Cols(&r))?;
+                if !out.iter().any(|o| o.sensor_id == s.sensor_id) {
+                    out.push(s);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.sensor_id.cmp(&b.sensor_id));
+        Ok(out)
     }
 
     async fn grant_rollbacks(&self, grants: &[Grant], pause: bool, who: &Audit) -> StoreResult<()> {

@@ -10,7 +10,7 @@ use picket_domain::rollout::{Candidate, GrantState, RolloutPolicy, delayed_ring_
 use picket_domain::{Timestamp, Version};
 
 use crate::sql::Columns;
-use crate::{Audit, StoreError, StoreResult};
+use crate::{Audit, Scope, StoreError, StoreResult};
 
 /// A rollout as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +72,25 @@ pub struct RolloutSensor {
     pub finished_at: Option<Timestamp>,
 }
 
+/// Sensors a rollout concerns that look alike to it, counted: same subscription, ring,
+/// reported version and latest grant (state and action) in the rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutGroup {
+    /// Their subscription (for scoping).
+    pub subscription: String,
+    /// `delayed_update`.
+    pub delayed: bool,
+    /// The version they last reported.
+    pub version: Option<String>,
+    /// State of their latest grant in the rollout (`granted`, `succeeded`, `failed`); `None`
+    /// when they hold none.
+    pub grant_state: Option<String>,
+    /// Action of that grant (`update`, `rollback`).
+    pub grant_action: Option<String>,
+    /// How many sensors.
+    pub n: u64,
+}
+
 /// Rollouts and update grants in storage.
 #[async_trait]
 pub trait RolloutStore: Send + Sync {
@@ -106,6 +125,14 @@ pub trait RolloutStore: Send + Sync {
     async fn pause_rollout(&self, paused: bool, audit: &Audit) -> StoreResult<Option<Rollout>>;
     /// Every sensor rollout `version` concerns, with its latest grant in it, by id.
     async fn rollout_sensors(&self, version: Version) -> StoreResult<Vec<RolloutSensor>>;
+    /// The sensors rollout `version` concerns counted per [`RolloutGroup`] (a few dozen rows
+    /// for any fleet: one aggregate over the sensors, one over those holding a grant).
+    async fn rollout_groups(&self, version: Version) -> StoreResult<Vec<RolloutGroup>>;
+    /// At most `2 * limit` sensors of rollout `version` in `scope`, with their latest grant:
+    /// up to `limit` that hold an open grant or whose update failed in it, then the first
+    /// `limit` by id; by id, each once.
+    async fn rollout_sensor_page(&self, version: Version, scope: &Scope, limit: u32)
+    -> StoreResult<Vec<RolloutSensor>>;
     /// In one transaction locking the current rollout row: stores `grants` (operator
     /// rollbacks, `action` `rollback`) and marks those sensors `updating`, pauses the rollout
     /// when `pause`, and writes `audit`. `Conflict` (and nothing stored) when a sensor
@@ -166,6 +193,69 @@ g.deadline, g.state, g.error, g.finished_at FROM sensors s LEFT JOIN update_gran
 AND (g2.rollout_version = $1 OR g2.state = 'granted') \
 ORDER BY CASE WHEN g2.state = 'granted' THEN 1 ELSE 0 END DESC, g2.granted_at DESC, CASE WHEN g2.action = 'rollback' THEN 1 ELSE 0 END DESC, g2.update_id DESC LIMIT 1) \
 WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL ORDER BY s.id";
+    /// Sensors a rollout concerns counted per subscription, ring and reported version.
+    pub const GROUP_SENSORS: &str = "SELECT s.subscription, \
+CASE WHEN s.delayed_update THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS delayed, s.version AS sensor_version, \
+COUNT(*) AS n FROM sensors s \
+WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL GROUP BY 1, 2, 3";
+    /// Sensors of rollout `$1` holding a grant in it (or one still open from an earlier
+    /// rollout) counted per subscription, ring, reported version and latest grant.
+    pub const GROUP_GRANTED: &str = "SELECT s.subscription, \
+CASE WHEN s.delayed_update THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS delayed, s.version AS sensor_version, \
+g.state AS grant_state, g.action AS grant_action, COUNT(*) AS n FROM sensors s JOIN update_grants g ON g.update_id = \
+(SELECT g2.update_id FROM update_grants g2 WHERE g2.sensor_id = s.id \
+AND (g2.rollout_version = $1 OR g2.state = 'granted') \
+ORDER BY CASE WHEN g2.state = 'granted' THEN 1 ELSE 0 END DESC, g2.granted_at DESC, CASE WHEN g2.action = 'rollback' THEN 1 ELSE 0 END DESC, g2.update_id DESC LIMIT 1) \
+WHERE s.id IN (SELECT g3.sensor_id FROM update_grants g3 WHERE g3.rollout_version = $1 OR g3.state = 'granted') \
+AND s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL GROUP BY 1, 2, 3, 4, 5";
+
+    /// A bounded page of [`SELECT_ROLLOUT_SENSORS`] (`$1` the rollout, `$2` the limit, `$3`..
+    /// the subscriptions of a narrow `scope`), by id: `attention` keeps only the sensors
+    /// holding an open grant or whose update failed in the rollout.
+    pub fn select_rollout_page(scope: &Scope, attention: bool) -> String {
+        let mut q = SELECT_ROLLOUT_SENSORS.trim_end_matches(" ORDER BY s.id").to_string();
+        if attention {
+            q.push_str(
+                " AND s.id IN (SELECT g3.sensor_id FROM update_grants g3 WHERE g3.state = 'granted' \
+OR (g3.rollout_version = $1 AND g3.state = 'failed'))",
+            );
+        }
+        if let Scope::Subscriptions(list) = scope {
+            let marks: Vec<String> = (0..list.len()).map(|i| format!("${}", i + 3)).collect();
+            q.push_str(&format!(" AND s.subscription IN ({})", marks.join(", ")));
+        }
+        q.push_str(" ORDER BY s.id LIMIT $2");
+        q
+    }
+
+    /// Decodes a row of [`GROUP_SENSORS`] or [`GROUP_GRANTED`].
+    pub fn decode_group(r: &impl Columns, granted: bool) -> StoreResult<RolloutGroup> {
+        Ok(RolloutGroup {
+            subscription: r.text("subscription")?,
+            delayed: r.int("delayed")? != 0,
+            version: r.opt_text("sensor_version")?,
+            grant_state: if granted { Some(r.text("grant_state")?) } else { None },
+            grant_action: if granted { Some(r.text("grant_action")?) } else { None },
+            n: u64::try_from(r.int("n")?).unwrap_or(0),
+        })
+    }
+
+    /// Every sensor's group ([`GROUP_SENSORS`]) with those holding a grant
+    /// ([`GROUP_GRANTED`]) moved out of their grant-less group into their own.
+    pub fn merge_groups(mut all: Vec<RolloutGroup>, granted: Vec<RolloutGroup>) -> Vec<RolloutGroup> {
+        for g in &granted {
+            if let Some(base) = all
+                .iter_mut()
+                .find(|a| a.subscription == g.subscription && a.delayed == g.delayed && a.version == g.version)
+            {
+                base.n = base.n.saturating_sub(g.n);
+            }
+        }
+        all.retain(|a| a.n > 0);
+        all.extend(granted);
+        all
+    }
+
     /// Whether a sensor holds an open grant.
     pub const SELECT_OPEN_GRANT_ID: &str =
         "SELECT update_id FROM update_grants WHERE sensor_id = $1 AND state = 'granted'";

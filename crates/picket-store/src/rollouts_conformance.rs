@@ -22,6 +22,7 @@ macro_rules! rollout_conformance_tests {
             concurrent_decisions_never_exceed_the_concurrency,
             failures_pause_and_deadlines_fail,
             rollout_sensors_pause_and_rollbacks,
+            rollout_groups_count_and_pages_are_bounded,
             watchdog_restarts_are_recorded_once_and_go_quiet,
         );
     };
@@ -258,6 +259,54 @@ pub async fn rollout_sensors_pause_and_rollbacks(store: Arc<dyn Store>) {
     let rows = store.rollout_sensors(target).await.expect("sensors");
     assert_eq!(rows[0].grant.as_ref().map(|x| x.action.as_str()), Some("rollback"));
     assert_eq!(rows[0].finished_at, None);
+}
+
+/// `rollout_groups` counts every sensor once (those holding a grant in their own group);
+/// `rollout_sensor_page` lists those holding an open grant plus the first by id, within the
+/// limit and the scope.
+pub async fn rollout_groups_count_and_pages_are_bounded(store: Arc<dyn Store>) {
+    for (id, delayed) in [("a", false), ("b", false), ("c", false), ("d", true)] {
+        sensor(&store, id, delayed).await;
+    }
+    let target = published(&store, "1.1.0").await;
+    let g = store.decide_grants(policy(1), 30 * MIN, NOW).await.expect("decide").remove(0);
+    assert!(store.finish_grant("a", &g.update_id, true, None, Timestamp(NOW.0 + 1)).await.expect("finish"));
+    let open = store.decide_grants(policy(1), 30 * MIN, Timestamp(NOW.0 + 2)).await.expect("decide").remove(0);
+    assert_eq!(open.sensor_id, "b");
+    let mut groups: Vec<(bool, Option<String>, Option<String>, u64)> = store
+        .rollout_groups(target)
+        .await
+        .expect("groups")
+        .into_iter()
+        .inspect(|g| assert_eq!((g.subscription.as_str(), g.version.as_deref()), ("default", Some("1.0.0"))))
+        .map(|g| (g.delayed, g.grant_state, g.grant_action, g.n))
+        .collect();
+    groups.sort();
+    let s = |x: &str| Some(x.to_string());
+    assert_eq!(
+        groups,
+        [
+            (false, None, None, 1),
+            (false, s("granted"), s("update"), 1),
+            (false, s("succeeded"), s("update"), 1),
+            (true, None, None, 1),
+        ]
+    );
+    let ids = |rows: Vec<crate::rollouts::RolloutSensor>| rows.into_iter().map(|r| r.sensor_id).collect::<Vec<_>>();
+    let page = store.rollout_sensor_page(target, &Scope::All, 1).await.expect("page");
+    assert_eq!(
+        page.iter().find(|r| r.sensor_id == "b").and_then(|r| r.grant.as_ref()).map(|g| g.state.as_str()),
+        Some("granted")
+    );
+    assert_eq!(ids(page), ["a", "b"], "the open grant, then the first by id");
+    assert_eq!(ids(store.rollout_sensor_page(target, &Scope::All, 2).await.expect("page")), ["a", "b"]);
+    assert_eq!(ids(store.rollout_sensor_page(target, &Scope::All, 10).await.expect("page")), ["a", "b", "c", "d"]);
+    let mine = Scope::Subscriptions(vec!["default".to_string()]);
+    assert_eq!(ids(store.rollout_sensor_page(target, &mine, 10).await.expect("page")).len(), 4);
+    let other = Scope::Subscriptions(vec!["other".to_string()]);
+    assert!(store.rollout_sensor_page(target, &other, 10).await.expect("page").is_empty());
+    let none = Scope::Subscriptions(Vec::new());
+    assert!(store.rollout_sensor_page(target, &none, 10).await.expect("page").is_empty());
 }
 
 /// A watchdog restart is recorded once (a repeat or an older time changes nothing); a sensor

@@ -94,7 +94,16 @@ fn write_status(out: &mut impl Write, r: &RolloutView) -> std::io::Result<()> {
             s.error.clone().unwrap_or_else(|| "-".to_string()),
         ]);
     }
-    t.write(out)
+    t.write(out)?;
+    if r.sensors_truncated {
+        writeln!(
+            out,
+            "{} of {} sensors listed: those updating or failed, then the first by id (the counts cover all)",
+            r.sensors.len(),
+            r.counts.total
+        )?;
+    }
+    Ok(())
 }
 
 /// Runs `picket rollout ...`.

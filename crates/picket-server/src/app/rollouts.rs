@@ -17,7 +17,7 @@ use picket_proto::rollouts::{
 };
 use picket_proto::sensor::HeartbeatRequest;
 use picket_proto::updates::{UpdateAction, UpdateGrant, UpdateOutcome};
-use picket_store::rollouts::{Grant, Rollout, RolloutSensor, new_update_id};
+use picket_store::rollouts::{Grant, Rollout, RolloutGroup, RolloutSensor, new_update_id};
 use picket_store::{Scope, SensorRow};
 
 use super::{App, AppError, AppResult};
@@ -167,9 +167,22 @@ pub struct WatchdogSeen(Mutex<HashMap<String, i64>>);
 
 /// Where `s` stands in the rollout to `target` (`delayed_due`: the delayed ring has begun).
 pub fn sensor_state(s: &RolloutSensor, target: Version, delayed_due: bool) -> RolloutSensorState {
-    if let Some(g) = &s.grant {
-        let rollback = g.action == UpdateAction::Rollback.as_str();
-        return match (g.state.as_str(), rollback) {
+    let grant = s.grant.as_ref().map(|g| (g.state.as_str(), g.action.as_str()));
+    state_of(grant, s.version.as_deref(), s.delayed, target, delayed_due)
+}
+
+/// Where a sensor stands: its latest grant (state, action), else its reported `version` and
+/// ring against `target`.
+fn state_of(
+    grant: Option<(&str, &str)>,
+    version: Option<&str>,
+    delayed: bool,
+    target: Version,
+    delayed_due: bool,
+) -> RolloutSensorState {
+    if let Some((state, action)) = grant {
+        let rollback = action == UpdateAction::Rollback.as_str();
+        return match (state, rollback) {
             ("granted", false) => RolloutSensorState::Updating,
             ("granted", true) => RolloutSensorState::RollingBack,
             ("succeeded", false) => RolloutSensorState::Updated,
@@ -177,14 +190,8 @@ pub fn sensor_state(s: &RolloutSensor, target: Version, delayed_due: bool) -> Ro
             _ => RolloutSensorState::Failed,
         };
     }
-    let version: Option<Version> = s.version.as_deref().and_then(|v| v.trim().parse().ok());
-    let candidate = Candidate {
-        sensor_id: s.sensor_id.clone(),
-        eligible: true,
-        delayed: s.delayed,
-        version,
-        grant: GrantState::None,
-    };
+    let version: Option<Version> = version.and_then(|v| v.trim().parse().ok());
+    let candidate = Candidate { sensor_id: String::new(), eligible: true, delayed, version, grant: GrantState::None };
     match rollout::progress(&candidate, target, delayed_due) {
         SensorProgress::Pending => RolloutSensorState::Pending,
         SensorProgress::WaitingDelayed => RolloutSensorState::WaitingDelay,
@@ -193,13 +200,19 @@ pub fn sensor_state(s: &RolloutSensor, target: Version, delayed_due: bool) -> Ro
     }
 }
 
-/// The view of `rollout` over `sensors` (every sensor it concerns; only those `scope` allows
-/// are listed, but the state counts them all).
+/// Sensors listed at most per part of a rollout view: up to this many holding an open grant
+/// or failed, plus the first this many by id (the counts cover every sensor).
+pub const ROLLOUT_PAGE: u32 = 500;
+
+/// The view of `rollout` counting `groups` (every sensor it concerns; those in `scope` are
+/// counted, all decide whether it is still busy) and listing `page` (a bounded page of the
+/// sensors in `scope`).
 pub fn rollout_view(
     rollout: &Rollout,
     previous_version: Option<Version>,
     policy: RolloutPolicy,
-    sensors: &[RolloutSensor],
+    groups: &[RolloutGroup],
+    page: &[RolloutSensor],
     scope: &Scope,
     now: Timestamp,
 ) -> RolloutView {
@@ -222,21 +235,28 @@ pub fn rollout_view(
         ),
     });
     let mut busy = false;
-    let mut listed = Vec::new();
     let mut counts = RolloutCounts::default();
-    for s in sensors {
-        let state = sensor_state(s, rollout.version, due);
-        busy |= matches!(
-            state,
-            RolloutSensorState::Pending
-                | RolloutSensorState::WaitingDelay
-                | RolloutSensorState::Updating
-                | RolloutSensorState::RollingBack
-        );
+    for g in groups {
+        let grant = g.grant_state.as_deref().map(|st| (st, g.grant_action.as_deref().unwrap_or("update")));
+        let state = state_of(grant, g.version.as_deref(), g.delayed, rollout.version, due);
+        busy |= g.n > 0
+            && matches!(
+                state,
+                RolloutSensorState::Pending
+                    | RolloutSensorState::WaitingDelay
+                    | RolloutSensorState::Updating
+                    | RolloutSensorState::RollingBack
+            );
+        if scope.allows(&g.subscription) {
+            counts.add_n(state, g.n);
+        }
+    }
+    let mut listed = Vec::new();
+    for s in page {
         if !scope.allows(&s.subscription) {
             continue;
         }
-        counts.add(state);
+        let state = sensor_state(s, rollout.version, due);
         listed.push(RolloutSensorView {
             sensor_id: s.sensor_id.clone(),
             sensor_name: s.name.clone(),
@@ -273,6 +293,7 @@ pub fn rollout_view(
         delay_ring_after_secs: u64::try_from(delay_ms / 1000).unwrap_or(0),
         delayed_ring_starts_at: Timestamp(rollout.started_at.0.saturating_add(delay_ms)),
         delayed_ring_due: due,
+        sensors_truncated: (listed.len() as u64) < counts.total,
         counts,
         sensors: listed,
     }
@@ -288,12 +309,14 @@ impl App {
     async fn view_for(&self, who: &Principal) -> AppResult<Option<RolloutView>> {
         let Some(rollout) = self.store().current_rollout().await? else { return Ok(None) };
         let previous = self.release_before(rollout.version).await?;
-        let sensors = self.store().rollout_sensors(rollout.version).await?;
-        Ok(Some(rollout_view(&rollout, previous, self.rollout_policy(), &sensors, &who.scope, self.now())))
+        let groups = self.store().rollout_groups(rollout.version).await?;
+        let page = self.store().rollout_sensor_page(rollout.version, &who.scope, ROLLOUT_PAGE).await?;
+        Ok(Some(rollout_view(&rollout, previous, self.rollout_policy(), &groups, &page, &who.scope, self.now())))
     }
 
-    /// `GET /api/v1/rollouts/current`: the rollout of the current release with every sensor
-    /// in the caller's scope; `None` before the first release.
+    /// `GET /api/v1/rollouts/current`: the rollout of the current release, its counts over
+    /// every sensor in the caller's scope and a bounded page of them (those holding an open
+    /// grant or failed, then the first by id); `None` before the first release.
     pub async fn current_rollout(&self, who: &Viewer) -> AppResult<Option<RolloutView>> {
         self.view_for(who.principal()).await
     }
