@@ -124,6 +124,14 @@ impl HealthIssueStore for PgStore {
         Ok(Some(opened))
     }
 
+    async fn forget_service_status(&self, ctx: &StatusContext) -> StoreResult<u64> {
+        let forget = hsql::forget_service_status_sql(ctx);
+        let mut tx = self.write().await?;
+        let done = bind(dynamic(forget.sql.clone()), values(&forget)).execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn close_ended_health_issues(&self, ctx: &StatusContext) -> StoreResult<Vec<HealthIssue>> {
         let ended = hsql::ended_sql(ctx);
         let found: Vec<(String, HealthIssueKind)> = bind(dynamic(ended.sql.clone()), values(&ended))

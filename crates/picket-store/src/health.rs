@@ -142,6 +142,10 @@ pub trait HealthIssueStore: Send + Sync + 'static {
         ctx: Option<&StatusContext>,
     ) -> StoreResult<Option<HealthIssue>>;
 
+    /// Sets `service_status` to `unknown` for cloud-connected sensors not heard from (their
+    /// derived status is `disconnected` at `ctx`); returns how many changed.
+    async fn forget_service_status(&self, ctx: &StatusContext) -> StoreResult<u64>;
+
     /// Closes (`closed_by = system`) the open issues of kinds raised from facts whose condition
     /// no longer holds at `ctx`; also forgets operator closes whose condition ended, so a new
     /// start opens a new issue. Returns the issues closed.
@@ -362,6 +366,19 @@ WHERE id = $1 AND status = 'open' AND NOT EXISTS (SELECT 1 FROM sensors WHERE se
         q.sql = format!(
             "UPDATE health_issues SET muted = FALSE WHERE muted \
 AND NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = health_issues.sensor_id AND {cond})"
+        );
+        q
+    }
+
+    /// Sets `service_status` to `unknown` for the cloud-connected sensors that are
+    /// `disconnected` at `ctx` and still show what they last reported: DESIGN.md's
+    /// "`unknown` when not heard from". The next heartbeat writes the reported value again.
+    pub fn forget_service_status_sql(ctx: &StatusContext) -> SqlQuery {
+        let mut q = SqlQuery::default();
+        let disconnected = crate::query::status_predicate(SensorStatus::Disconnected, ctx, &mut q);
+        q.sql = format!(
+            "UPDATE sensors SET service_status = 'unknown' WHERE service_status <> 'unknown' \
+AND mode = 'cloud_connected' AND {disconnected}"
         );
         q
     }

@@ -26,6 +26,7 @@ macro_rules! health_conformance_tests {
             health_issue_lifecycle,
             concurrent_openings_have_one_winner,
             health_issue_lists_filter_scope_and_page,
+            silent_sensors_show_service_status_unknown,
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
@@ -292,6 +293,30 @@ async fn outbox(store: &Arc<dyn Store>) -> Vec<serde_json::Value> {
             doc
         })
         .collect()
+}
+
+/// A sensor not heard from for `disconnect_after` shows `service_status = unknown` (DESIGN.md),
+/// not the last value it reported; one heard from keeps its value; its next heartbeat
+/// writes the reported value again.
+pub async fn silent_sensors_show_service_status_unknown(store: Arc<dyn Store>) {
+    let silent = live_sensor(&store, "svc-silent", Timestamp(NOW.0 - 11 * MIN)).await;
+    let live = live_sensor(&store, "svc-live", Timestamp(NOW.0 - MIN)).await;
+    assert_eq!((silent.service_status, live.service_status), (ServiceStatus::Running, ServiceStatus::Running));
+    let service = |id: &'static str| {
+        let store = store.clone();
+        async move { store.get_sensor(id, &Scope::All).await.expect("get").expect("sensor").service_status }
+    };
+    // Within the restart grace (`watching_since` recent), nobody is disconnected yet.
+    let grace = StatusContext { watching_since: Timestamp(NOW.0 - 2 * MIN), ..ctx() };
+    assert_eq!(store.forget_service_status(&grace).await.expect("forget"), 0);
+    assert_eq!(store.forget_service_status(&ctx()).await.expect("forget"), 1, "the silent one only");
+    assert_eq!(
+        (service("svc-silent").await, service("svc-live").await),
+        (ServiceStatus::Unknown, ServiceStatus::Running)
+    );
+    assert_eq!(store.forget_service_status(&ctx()).await.expect("forget"), 0, "already unknown");
+    heartbeat(&store, "svc-silent", NOW).await;
+    assert_eq!(service("svc-silent").await, ServiceStatus::Running, "heard from again");
 }
 
 /// Open on condition, never twice, outbox and counts in step; auto-close; operator close holds

@@ -133,6 +133,12 @@ impl App {
     pub async fn check_health(&self) -> AppResult<HealthTick> {
         let ctx = self.status_context().await?;
         let mut tick = HealthTick::default();
+        // Not heard from: the service status shown is `unknown`, not the last one reported
+        // (before closing, so a `service_stopped` of a silent sensor ends in this tick).
+        let forgotten = self.store.forget_service_status(&ctx).await?;
+        if forgotten > 0 {
+            tracing::info!(sensors = forgotten, "service status unknown: not heard from");
+        }
         for issue in self.store.close_ended_health_issues(&ctx).await? {
             tracing::info!(issue = %issue.id, sensor = %issue.sensor_name, kind = %issue.kind, "health issue closed: condition ended");
             tick.closed += 1;
