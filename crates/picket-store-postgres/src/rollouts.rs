@@ -206,14 +206,32 @@ impl RolloutStore for PgStore {
         rows.iter().map(|r| sql::decode_rollout_sensor(&Cols(r))).collect()
     }
 
+    async fn rollout_sensor(&self, version: Version, sensor_id: &str) -> StoreResult<Option<RolloutSensor>> {
+        let row = dynamic(sql::select_rollout_sensor())
+            .bind(version.to_string())
+            .bind(sensor_id.to_string())
+            .fetch_optional(&mut *self.read().await?)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| sql::decode_rollout_sensor(&Cols(&r))).transpose()
+    }
+
+    async fn rollout_sensors_running(&self, version: Version, running: Version) -> StoreResult<Vec<RolloutSensor>> {
+        let rows = dynamic(sql::select_rollout_sensors_running())
+            .bind(version.to_string())
+            .bind(running.key())
+            .fetch_all(&mut *self.read().await?)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| sql::decode_rollout_sensor(&Cols(r))).collect()
+    }
+
     async fn rollout_groups(&self, version: Version) -> StoreResult<Vec<RolloutGroup>> {
-        let mut conn = self.read().await?;
-        let all = sqlx::query(sql::GROUP_SENSORS).fetch_all(&mut *conn).await.map_err(db_err)?;
-        let granted =
-            sqlx::query(sql::GROUP_GRANTED).bind(version.to_string()).fetch_all(&mut *conn).await.map_err(db_err)?;
-        let all = all.iter().map(|r| sql::decode_group(&Cols(r), false)).collect::<StoreResult<Vec<_>>>()?;
-        let granted = granted.iter().map(|r| sql::decode_group(&Cols(r), true)).collect::<StoreResult<Vec<_>>>()?;
-        Ok(sql::merge_groups(all, granted))
+        self.groups(sql::GROUP_SENSORS, version).await
+    }
+
+    async fn rollout_groups_by_scan(&self, version: Version) -> StoreResult<Vec<RolloutGroup>> {
+        self.groups(sql::GROUP_SENSORS_SCAN, version).await
     }
 
     async fn rollout_sensor_page(
@@ -312,5 +330,19 @@ impl RolloutStore for PgStore {
             .await
             .map_err(db_err)?;
         rows.iter().map(|r| picket_store::sql::Columns::text(&Cols(r), "sensor_id")).collect()
+    }
+}
+
+impl PgStore {
+    /// Every sensor's group (`sensor_groups`: the kept counts or the scan) merged with the
+    /// groups of those holding a grant in rollout `version`, read on one connection.
+    async fn groups(&self, sensor_groups: &'static str, version: Version) -> StoreResult<Vec<RolloutGroup>> {
+        let mut conn = self.read().await?;
+        let all = sqlx::query(sensor_groups).fetch_all(&mut *conn).await.map_err(db_err)?;
+        let granted =
+            sqlx::query(sql::GROUP_GRANTED).bind(version.to_string()).fetch_all(&mut *conn).await.map_err(db_err)?;
+        let all = all.iter().map(|r| sql::decode_group(&Cols(r), false)).collect::<StoreResult<Vec<_>>>()?;
+        let granted = granted.iter().map(|r| sql::decode_group(&Cols(r), true)).collect::<StoreResult<Vec<_>>>()?;
+        Ok(sql::merge_groups(all, granted))
     }
 }

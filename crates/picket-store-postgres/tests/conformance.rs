@@ -25,3 +25,18 @@ picket_store::alert_conformance_tests!(fresh_store().await);
 picket_store::ti_package_conformance_tests!(fresh_store().await);
 picket_store::list_conformance_tests!(fresh_store().await);
 picket_store::export_conformance_tests!(fresh_store().await);
+
+/// Migration 0017's triggers follow changes made outside the store (another connection).
+#[tokio::test]
+async fn rollout_group_counts_follow_raw_changes() {
+    let url = picket_testkit::pg::fresh_database_url().await;
+    let store = PgStore::connect(&url).await.expect("connect to the test database");
+    let pool = sqlx::PgPool::connect(&url).await.expect("a second connection");
+    let raw = move |q: &'static str| -> futures_util::future::BoxFuture<'static, ()> {
+        let pool = pool.clone();
+        Box::pin(async move {
+            sqlx::query(q).execute(&pool).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+        })
+    };
+    picket_store::rollouts_conformance::rollout_group_counts_follow_raw_changes(Arc::new(store), &raw).await;
+}

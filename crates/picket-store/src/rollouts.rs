@@ -125,9 +125,20 @@ pub trait RolloutStore: Send + Sync {
     async fn pause_rollout(&self, paused: bool, audit: &Audit) -> StoreResult<Option<Rollout>>;
     /// Every sensor rollout `version` concerns, with its latest grant in it, by id.
     async fn rollout_sensors(&self, version: Version) -> StoreResult<Vec<RolloutSensor>>;
+    /// One sensor rollout `version` concerns, with its latest grant in it (`None` when it
+    /// does not exist or the rollout does not concern it).
+    async fn rollout_sensor(&self, version: Version, sensor_id: &str) -> StoreResult<Option<RolloutSensor>>;
+    /// The sensors rollout `version` concerns that last reported `running`, with their latest
+    /// grant in it, by id (read through the version index, not the whole fleet).
+    async fn rollout_sensors_running(&self, version: Version, running: Version) -> StoreResult<Vec<RolloutSensor>>;
     /// The sensors rollout `version` concerns counted per [`RolloutGroup`] (a few dozen rows
-    /// for any fleet: one aggregate over the sensors, one over those holding a grant).
+    /// for any fleet: the counts kept per subscription, ring and version by migration 0017,
+    /// and one aggregate over the sensors holding a grant).
     async fn rollout_groups(&self, version: Version) -> StoreResult<Vec<RolloutGroup>>;
+    /// [`RolloutStore::rollout_groups`] counted by a scan of every sensor
+    /// ([`sql::GROUP_SENSORS_SCAN`]) instead of the kept counts: the reference the
+    /// conformance suite compares them with. Seconds on a million sensors: not for pages.
+    async fn rollout_groups_by_scan(&self, version: Version) -> StoreResult<Vec<RolloutGroup>>;
     /// At most `2 * limit` sensors of rollout `version` in `scope`, with their latest grant:
     /// up to `limit` that hold an open grant or whose update failed in it, then the first
     /// `limit` by id; by id, each once.
@@ -193,8 +204,15 @@ g.deadline, g.state, g.error, g.finished_at FROM sensors s LEFT JOIN update_gran
 AND (g2.rollout_version = $1 OR g2.state = 'granted') \
 ORDER BY CASE WHEN g2.state = 'granted' THEN 1 ELSE 0 END DESC, g2.granted_at DESC, CASE WHEN g2.action = 'rollback' THEN 1 ELSE 0 END DESC, g2.update_id DESC LIMIT 1) \
 WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL ORDER BY s.id";
-    /// Sensors a rollout concerns counted per subscription, ring and reported version.
-    pub const GROUP_SENSORS: &str = "SELECT s.subscription, \
+    /// Sensors a rollout concerns counted per subscription, ring and reported version, as kept
+    /// by migration 0017's triggers in `rollout_group_counts` (a few dozen rows; `''` stands
+    /// for no version reported, rows counted down to 0 stay). The same answer as
+    /// [`GROUP_SENSORS_SCAN`] without reading the sensors.
+    pub const GROUP_SENSORS: &str = "SELECT subscription, CAST(delayed AS BIGINT) AS delayed, \
+NULLIF(version, '') AS sensor_version, n FROM rollout_group_counts WHERE n > 0 ORDER BY 1, 2, 3";
+    /// [`GROUP_SENSORS`] by a `GROUP BY` over every sensor (the reference the conformance
+    /// suite checks the kept counts against; seconds on a million sensors).
+    pub const GROUP_SENSORS_SCAN: &str = "SELECT s.subscription, \
 CASE WHEN s.delayed_update THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS delayed, s.version AS sensor_version, \
 COUNT(*) AS n FROM sensors s \
 WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL GROUP BY 1, 2, 3";
@@ -208,6 +226,17 @@ AND (g2.rollout_version = $1 OR g2.state = 'granted') \
 ORDER BY CASE WHEN g2.state = 'granted' THEN 1 ELSE 0 END DESC, g2.granted_at DESC, CASE WHEN g2.action = 'rollback' THEN 1 ELSE 0 END DESC, g2.update_id DESC LIMIT 1) \
 WHERE s.id IN (SELECT g3.sensor_id FROM update_grants g3 WHERE g3.rollout_version = $1 OR g3.state = 'granted') \
 AND s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL GROUP BY 1, 2, 3, 4, 5";
+
+    /// [`SELECT_ROLLOUT_SENSORS`] for one sensor (`$2`, its id).
+    pub fn select_rollout_sensor() -> String {
+        format!("{} AND s.id = $2", SELECT_ROLLOUT_SENSORS.trim_end_matches(" ORDER BY s.id"))
+    }
+
+    /// [`SELECT_ROLLOUT_SENSORS`] for the sensors that last reported the version whose key is
+    /// `$2` (through the `version_key` index: as many rows as run it, not the fleet).
+    pub fn select_rollout_sensors_running() -> String {
+        format!("{} AND s.version_key = $2 ORDER BY s.id", SELECT_ROLLOUT_SENSORS.trim_end_matches(" ORDER BY s.id"))
+    }
 
     /// A bounded page of [`SELECT_ROLLOUT_SENSORS`] (`$1` the rollout, `$2` the limit, `$3`..
     /// the subscriptions of a narrow `scope`), by id: `attention` keeps only the sensors
@@ -228,7 +257,7 @@ OR (g3.rollout_version = $1 AND g3.state = 'failed'))",
         q
     }
 
-    /// Decodes a row of [`GROUP_SENSORS`] or [`GROUP_GRANTED`].
+    /// Decodes a row of [`GROUP_SENSORS`], [`GROUP_SENSORS_SCAN`] or [`GROUP_GRANTED`].
     pub fn decode_group(r: &impl Columns, granted: bool) -> StoreResult<RolloutGroup> {
         Ok(RolloutGroup {
             subscription: r.text("subscription")?,

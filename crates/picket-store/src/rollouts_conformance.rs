@@ -1,8 +1,10 @@
 //! The conformance suite of `RolloutStore`: grants go one at a time (normal ring first, the
 //! delayed ring only once due), never two at once even when decided concurrently, reports
 //! finish a grant exactly once, a failure pauses the rollout until resumed, and deadlines
-//! fail open grants. Backends run it with
-//! `picket_store::rollout_conformance_tests!(fresh_store().await)`.
+//! fail open grants; the counts kept per (subscription, ring, version) by migration 0017's
+//! triggers always equal a `GROUP BY` over every sensor. Backends run it with
+//! `picket_store::rollout_conformance_tests!(fresh_store().await)`, plus
+//! [`rollout_group_counts_follow_raw_changes`] with a raw SQL executor of their own.
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use picket_domain::rollout::RolloutPolicy;
 use picket_domain::{Mode, SensorType, ServiceStatus, Timestamp, UpdateState, Version};
 
 use crate::releases::conformance::release;
+use crate::rollouts::RolloutGroup;
 use crate::{Audit, Heartbeat, NewSensor, Scope, Store};
 
 /// Expands into one `#[tokio::test]` per rollout conformance function (see
@@ -24,6 +27,8 @@ macro_rules! rollout_conformance_tests {
             rollout_sensors_pause_and_rollbacks,
             rollout_groups_count_and_pages_are_bounded,
             watchdog_restarts_are_recorded_once_and_go_quiet,
+            rollout_group_counts_stay_exact,
+            rollback_reads_are_bounded,
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
@@ -344,4 +349,295 @@ pub async fn watchdog_restarts_are_recorded_once_and_go_quiet(store: Arc<dyn Sto
     assert!(store.record_watchdog_restart("a", t2).await.expect("a later restart"));
     assert_eq!(store.quiet_watchdog_sensors(Timestamp(NOW.0 + 1)).await.expect("quiet"), ["b"]);
     assert_eq!(store.quiet_watchdog_sensors(Timestamp(t2.0 + 1)).await.expect("quiet"), ["a", "b"]);
+}
+
+/// The kept counts (`rollout_groups`) against the scan of every sensor
+/// (`rollout_groups_by_scan`), both sorted; the kept groups.
+async fn same_groups(store: &Arc<dyn Store>, version: Version, what: &str) -> Vec<RolloutGroup> {
+    let key = |g: &RolloutGroup| {
+        (g.subscription.clone(), g.delayed, g.version.clone(), g.grant_state.clone(), g.grant_action.clone())
+    };
+    let mut kept = store.rollout_groups(version).await.expect("rollout_groups");
+    let mut scan = store.rollout_groups_by_scan(version).await.expect("rollout_groups_by_scan");
+    kept.sort_by_key(key);
+    scan.sort_by_key(key);
+    assert_eq!(kept, scan, "kept counts differ from the scan after {what}");
+    assert!(kept.iter().all(|g| g.n > 0), "a group of 0 listed after {what}: {kept:?}");
+    kept
+}
+
+/// The groups without grants as `(subscription, delayed, version, n)`, sorted.
+fn plain(groups: &[RolloutGroup]) -> Vec<(String, bool, Option<String>, u64)> {
+    let mut out: Vec<_> = groups
+        .iter()
+        .filter(|g| g.grant_state.is_none())
+        .map(|g| (g.subscription.clone(), g.delayed, g.version.clone(), g.n))
+        .collect();
+    out.sort();
+    out
+}
+
+fn group(sub: &str, delayed: bool, version: Option<&str>, n: u64) -> (String, bool, Option<String>, u64) {
+    (sub.to_string(), delayed, version.map(str::to_string), n)
+}
+
+async fn onboard(store: &Arc<dyn Store>, id: &str, subscription: &str, mode: Mode, delayed: bool) {
+    let s = NewSensor {
+        id: id.to_string(),
+        name: format!("S-{id}"),
+        sensor_type: SensorType::DomainController,
+        domain: "corp.example.com".to_string(),
+        subscription: subscription.to_string(),
+        site: String::new(),
+        zone: "default".to_string(),
+        tags: Vec::new(),
+        mode,
+        auto_ti_updates: false,
+        description: String::new(),
+        capture_setting: None,
+        delayed_update: delayed,
+        created_at: Timestamp(NOW.0 - 10 * MIN),
+    };
+    store.create_sensor(&s, &audit("sensor.onboard")).await.expect("create_sensor");
+}
+
+async fn activate(store: &Arc<dyn Store>, id: &str) {
+    let hash = format!("hash-{id}");
+    store
+        .set_activation_token(id, &Scope::All, &hash, Timestamp(NOW.0 + DELAY), &audit("sensor.token"))
+        .await
+        .expect("token");
+    store.activate_sensor(id, &hash, &format!("fp-{id}"), NOW).await.expect("activate");
+}
+
+fn heartbeat(id: &str, version: Option<&str>) -> Heartbeat {
+    Heartbeat {
+        sensor_id: id.to_string(),
+        at: NOW,
+        service_status: ServiceStatus::Running,
+        version: version.map(|v| v.parse::<Version>().expect("fixture version")),
+        config_version_applied: 0,
+        ti_version: None,
+        service_started_at: None,
+        rss_bytes: None,
+        cpu_permille: None,
+    }
+}
+
+async fn set_delayed(store: &Arc<dyn Store>, id: &str, delayed: bool) {
+    let patch = crate::SensorPatch { delayed_update: Some(delayed), ..Default::default() };
+    store.update_sensor(id, &Scope::All, &patch, &audit("sensor.update")).await.expect("update_sensor");
+}
+
+async fn emea(store: &Arc<dyn Store>) {
+    let s = crate::Subscription { name: "emea".to_string(), description: String::new(), created_at: NOW };
+    store.create_subscription(&s, &audit("subscription.create")).await.expect("create_subscription");
+}
+
+/// Migration 0017's counts stay exact (equal to the scan, and to the expected groups)
+/// through every write the API makes: onboarding (not counted until activated), activation,
+/// heartbeats reporting a first, the same, a new or no version (alone and in batches), the
+/// delayed ring toggled, decommission, delete, imports of every mode/activation/decommission
+/// mix, and grants (counted in their own groups).
+pub async fn rollout_group_counts_stay_exact(store: Arc<dyn Store>) {
+    let target = published(&store, "1.1.0").await;
+    assert!(same_groups(&store, target, "nothing").await.is_empty());
+    emea(&store).await;
+    onboard(&store, "a", "default", Mode::CloudConnected, false).await;
+    onboard(&store, "b", "default", Mode::CloudConnected, true).await;
+    onboard(&store, "c", "emea", Mode::CloudConnected, false).await;
+    onboard(&store, "l", "default", Mode::LocallyManaged, false).await;
+    onboard(&store, "p", "default", Mode::CloudConnected, false).await;
+    assert!(same_groups(&store, target, "onboarding").await.is_empty(), "pending sensors are not counted");
+
+    activate(&store, "a").await;
+    let g = same_groups(&store, target, "an activation").await;
+    assert_eq!(plain(&g), [group("default", false, None, 1)], "no version reported yet");
+    for id in ["b", "c", "l"] {
+        activate(&store, id).await;
+    }
+    store.record_heartbeats(&[heartbeat("a", Some("1.0.0"))]).await.expect("heartbeat");
+    store
+        .record_heartbeats(&[
+            heartbeat("b", Some("1.0.0")),
+            heartbeat("c", Some("1.0.0")),
+            heartbeat("l", Some("1.0.0")),
+        ])
+        .await
+        .expect("heartbeats");
+    let g = same_groups(&store, target, "first versions").await;
+    assert_eq!(
+        plain(&g),
+        [
+            group("default", false, Some("1.0.0"), 1),
+            group("default", true, Some("1.0.0"), 1),
+            group("emea", false, Some("1.0.0"), 1)
+        ],
+        "the locally managed sensor is not counted"
+    );
+    store.record_heartbeats(&[heartbeat("a", Some("1.0.0")), heartbeat("b", Some("1.0.0"))]).await.expect("same");
+    assert_eq!(plain(&same_groups(&store, target, "the same versions again").await), plain(&g));
+
+    store.record_heartbeats(&[heartbeat("a", Some("1.1.0")), heartbeat("c", Some("1.1.0"))]).await.expect("new");
+    let g = same_groups(&store, target, "new versions in a batch").await;
+    assert_eq!(
+        plain(&g),
+        [
+            group("default", false, Some("1.1.0"), 1),
+            group("default", true, Some("1.0.0"), 1),
+            group("emea", false, Some("1.1.0"), 1)
+        ]
+    );
+    store.record_heartbeats(&[heartbeat("c", None)]).await.expect("no version");
+    same_groups(&store, target, "a heartbeat without a version").await;
+    store.record_heartbeats(&[heartbeat("c", Some("1.0.0"))]).await.expect("version again");
+
+    set_delayed(&store, "a", true).await;
+    let g = same_groups(&store, target, "joining the delayed ring").await;
+    assert_eq!(
+        plain(&g),
+        [
+            group("default", true, Some("1.0.0"), 1),
+            group("default", true, Some("1.1.0"), 1),
+            group("emea", false, Some("1.0.0"), 1)
+        ]
+    );
+    set_delayed(&store, "a", true).await;
+    same_groups(&store, target, "the same ring again").await;
+    set_delayed(&store, "a", false).await;
+    set_delayed(&store, "b", false).await;
+    let g = same_groups(&store, target, "leaving the delayed ring").await;
+    assert_eq!(
+        plain(&g),
+        [
+            group("default", false, Some("1.0.0"), 1),
+            group("default", false, Some("1.1.0"), 1),
+            group("emea", false, Some("1.0.0"), 1)
+        ]
+    );
+
+    store.decommission_sensor("c", &Scope::All, &audit("sensor.decommission")).await.expect("decommission");
+    let g = same_groups(&store, target, "a decommission").await;
+    assert_eq!(plain(&g), [group("default", false, Some("1.0.0"), 1), group("default", false, Some("1.1.0"), 1)]);
+    store.record_heartbeats(&[heartbeat("c", Some("1.1.0"))]).await.expect("decommissioned heartbeat");
+    same_groups(&store, target, "a decommissioned sensor's new version").await;
+
+    for id in ["c", "p", "l", "a"] {
+        store.delete_sensor(id, &Scope::All, &audit("sensor.delete")).await.expect("delete");
+        same_groups(&store, target, &format!("deleting {id}")).await;
+    }
+    assert_eq!(plain(&same_groups(&store, target, "deletes").await), [group("default", false, Some("1.0.0"), 1)]);
+
+    // Imports: every mix of mode, activation, decommission, ring, version and subscription.
+    let mut rows = Vec::new();
+    for i in 0..48u32 {
+        let mut r = crate::sql::new_sensor_row(&NewSensor {
+            id: format!("i{i:02}"),
+            name: format!("I-{i:02}"),
+            sensor_type: SensorType::DomainController,
+            domain: String::new(),
+            subscription: if i % 5 == 0 { "emea" } else { "default" }.to_string(),
+            site: String::new(),
+            zone: "default".to_string(),
+            tags: Vec::new(),
+            mode: if i % 7 == 3 { Mode::LocallyManaged } else { Mode::CloudConnected },
+            auto_ti_updates: false,
+            description: String::new(),
+            capture_setting: None,
+            delayed_update: i % 3 == 1,
+            created_at: Timestamp(NOW.0 - 10 * MIN),
+        });
+        r.activated_at = (i % 4 != 2).then_some(Timestamp(NOW.0 - 5 * MIN));
+        r.decommissioned_at = (i % 6 == 5).then_some(Timestamp(NOW.0 - MIN));
+        r.version = ["1.0.0", "1.1.0", "0.9.0"].get((i % 4) as usize).map(|v| v.parse().expect("fixture version"));
+        r.cert_fingerprint = r.activated_at.map(|_| format!("fp-i{i:02}"));
+        rows.push(r);
+    }
+    store.import_sensors(&rows).await.expect("import");
+    let g = same_groups(&store, target, "an import").await;
+    let counted = rows
+        .iter()
+        .filter(|r| r.mode == Mode::CloudConnected && r.activated_at.is_some() && r.decommissioned_at.is_none())
+        .count() as u64;
+    assert_eq!(g.iter().map(|g| g.n).sum::<u64>(), counted + 1, "every counted sensor once");
+
+    // Grants move sensors into their own groups; a finished update and its new version too.
+    let grants = store.decide_grants(policy(3), 30 * MIN, NOW).await.expect("decide");
+    assert_eq!(grants.len(), 3);
+    let g = same_groups(&store, target, "grants").await;
+    assert_eq!(g.iter().filter(|g| g.grant_state.as_deref() == Some("granted")).map(|g| g.n).sum::<u64>(), 3);
+    assert_eq!(g.iter().map(|g| g.n).sum::<u64>(), counted + 1, "a sensor holding a grant is counted once");
+    let first = &grants[0];
+    store.record_heartbeats(&[heartbeat(&first.sensor_id, Some("1.1.0"))]).await.expect("updated");
+    assert!(store.finish_grant(&first.sensor_id, &first.update_id, true, None, NOW).await.expect("finish"));
+    same_groups(&store, target, "a finished update").await;
+    let batch: Vec<Heartbeat> = rows.iter().map(|r| heartbeat(&r.id, Some("1.2.0"))).collect();
+    store.record_heartbeats(&batch).await.expect("a batch of new versions");
+    let g = same_groups(&store, target, "a batch of new versions").await;
+    assert_eq!(g.iter().map(|g| g.n).sum::<u64>(), counted + 1);
+}
+
+/// Runs one SQL statement (the same text on both backends) on the store's database, outside
+/// the store, as an operator's or a later migration's hand would.
+pub type RawSql = dyn Fn(&'static str) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync;
+
+/// Migration 0017's counts follow changes no API makes today (a sensor's subscription or
+/// mode, an activation or decommission undone, many rows in one statement): the triggers
+/// watch the columns, not the code paths.
+pub async fn rollout_group_counts_follow_raw_changes(store: Arc<dyn Store>, raw: &RawSql) {
+    let target = published(&store, "1.1.0").await;
+    emea(&store).await;
+    for (id, delayed) in [("a", false), ("b", true), ("c", false), ("d", false)] {
+        sensor(&store, id, delayed).await;
+    }
+    let steps: [&'static str; 9] = [
+        "UPDATE sensors SET subscription = 'emea' WHERE id = 'a'",
+        "UPDATE sensors SET mode = 'locally_managed' WHERE id = 'b'",
+        "UPDATE sensors SET mode = 'cloud_connected' WHERE id = 'b'",
+        "UPDATE sensors SET activated_at = NULL WHERE id = 'c'",
+        "UPDATE sensors SET activated_at = 1 WHERE id = 'c'",
+        "UPDATE sensors SET decommissioned_at = 5 WHERE id IN ('a', 'd')",
+        "UPDATE sensors SET decommissioned_at = NULL WHERE id = 'd'",
+        "UPDATE sensors SET version = NULL, subscription = 'emea', delayed_update = delayed_update WHERE id <> 'a'",
+        "UPDATE sensors SET version = '2.0.0', subscription = 'default', decommissioned_at = NULL, \
+         mode = 'cloud_connected'",
+    ];
+    for step in steps {
+        raw(step).await;
+        same_groups(&store, target, step).await;
+    }
+    let g = same_groups(&store, target, "all").await;
+    assert_eq!(plain(&g), [group("default", false, Some("2.0.0"), 3), group("default", true, Some("2.0.0"), 1)]);
+}
+
+/// The reads behind a rollback: one sensor by id (none when the rollout does not concern
+/// it) and the sensors running a version, each with its latest grant.
+pub async fn rollback_reads_are_bounded(store: Arc<dyn Store>) {
+    for (id, delayed) in [("a", false), ("b", false), ("c", true)] {
+        sensor(&store, id, delayed).await;
+    }
+    onboard(&store, "p", "default", Mode::CloudConnected, false).await;
+    let target = published(&store, "1.1.0").await;
+    let g = store.decide_grants(policy(1), 30 * MIN, NOW).await.expect("decide").remove(0);
+    assert_eq!(g.sensor_id, "a");
+    let all = store.rollout_sensors(target).await.expect("all");
+    let a = store.rollout_sensor(target, "a").await.expect("a").expect("a is in the rollout");
+    assert_eq!(Some(&a), all.iter().find(|s| s.sensor_id == "a"));
+    assert_eq!(a.grant.as_ref().map(|x| x.update_id.as_str()), Some(g.update_id.as_str()));
+    assert!(store.rollout_sensor(target, "p").await.expect("p").is_none(), "pending: not in the rollout");
+    assert!(store.rollout_sensor(target, "missing").await.expect("missing").is_none());
+    let v = |s: &str| s.parse::<Version>().expect("fixture version");
+    let on_old = store.rollout_sensors_running(target, v("1.0.0")).await.expect("on 1.0.0");
+    assert_eq!(on_old, all, "everyone still runs 1.0.0");
+    assert!(store.rollout_sensors_running(target, v("1.1.0")).await.expect("on 1.1.0").is_empty());
+    beat(&store, "a", "1.1.0").await;
+    assert!(store.finish_grant("a", &g.update_id, true, None, NOW).await.expect("finish"));
+    beat(&store, "c", "1.1.0").await;
+    let ids = |rows: Vec<crate::rollouts::RolloutSensor>| rows.into_iter().map(|r| r.sensor_id).collect::<Vec<_>>();
+    assert_eq!(ids(store.rollout_sensors_running(target, v("1.1.0")).await.expect("on 1.1.0")), ["a", "c"]);
+    assert_eq!(ids(store.rollout_sensors_running(target, v("1.0.0")).await.expect("on 1.0.0")), ["b"]);
+    let a = store.rollout_sensors_running(target, v("1.1.0")).await.expect("on 1.1.0").remove(0);
+    assert_eq!(a.grant.as_ref().map(|x| x.state.as_str()), Some("succeeded"));
+    store.decommission_sensor("c", &Scope::All, &audit("sensor.decommission")).await.expect("decommission");
+    assert_eq!(ids(store.rollout_sensors_running(target, v("1.1.0")).await.expect("on 1.1.0")), ["a"]);
 }

@@ -362,7 +362,6 @@ impl App {
         if req.sensor_id.is_some() && req.version.is_some() {
             return Err(AppError::Validation("give either sensor_id or version, not both".into()));
         }
-        let sensors = self.store().rollout_sensors(rollout.version).await?;
         let version: Option<Version> = match &req.version {
             Some(v) => Some(v.trim().parse().map_err(|e| {
                 AppError::Validation(format!("version: {e}; expected MAJOR.MINOR.PATCH such as 1.4.0"))
@@ -370,16 +369,23 @@ impl App {
             None if req.sensor_id.is_none() => Some(rollout.version),
             None => None,
         };
-        let chosen: Vec<&RolloutSensor> = match (&req.sensor_id, version) {
+        // Only the sensors asked for are read: one by id, or those running the version (the
+        // version index), never the whole fleet.
+        let chosen: Vec<RolloutSensor> = match (&req.sensor_id, version) {
             (Some(id), _) => {
-                let s = sensors
-                    .iter()
-                    .find(|s| &s.sensor_id == id && p.scope.allows(&s.subscription))
+                let s = self
+                    .store()
+                    .rollout_sensor(rollout.version, id)
+                    .await?
+                    .filter(|s| p.scope.allows(&s.subscription))
                     .ok_or(AppError::NotFound("sensor"))?;
                 vec![s]
             }
-            (None, Some(v)) => sensors
-                .iter()
+            (None, Some(v)) => self
+                .store()
+                .rollout_sensors_running(rollout.version, v)
+                .await?
+                .into_iter()
                 .filter(|s| p.scope.allows(&s.subscription))
                 .filter(|s| s.version.as_deref().and_then(|x| x.trim().parse::<Version>().ok()) == Some(v))
                 .collect(),
@@ -389,6 +395,7 @@ impl App {
         let deadline = i64::try_from(self.config().update_deadline.as_millis()).unwrap_or(i64::MAX);
         let mut grants = Vec::new();
         let mut views = Vec::new();
+        let mut back_to: Option<(Version, Option<Version>)> = None;
         for s in chosen {
             let Some(from) = s.version.as_deref().and_then(|x| x.trim().parse::<Version>().ok()) else {
                 return Err(AppError::Conflict(format!(
@@ -396,7 +403,17 @@ impl App {
                     s.sensor_id
                 )));
             };
-            let Some(to) = self.release_before(from).await? else {
+            // Every chosen sensor runs the same version but for one by id: one read of the
+            // releases, not one per sensor.
+            let before = match back_to {
+                Some((f, to)) if f == from => to,
+                _ => {
+                    let to = self.release_before(from).await?;
+                    back_to = Some((from, to));
+                    to
+                }
+            };
+            let Some(to) = before else {
                 return Err(AppError::Conflict(format!(
                     "sensor {} runs {from}, and no release before {from} was published; nothing to roll back to",
                     s.sensor_id
