@@ -3,7 +3,7 @@
 //! so decisions of several replicas on one database are serialised.
 
 use async_trait::async_trait;
-use picket_domain::rollout::RolloutPolicy;
+use picket_domain::rollout::{RolloutPolicy, is_paused};
 use picket_domain::{Timestamp, Version};
 use picket_store::rollouts::{Grant, Rollout, RolloutGroup, RolloutSensor, RolloutStore, plan_grants, sql};
 use picket_store::{Audit, Scope, StoreError, StoreResult};
@@ -39,6 +39,10 @@ impl RolloutStore for PgStore {
             return Ok(Vec::new());
         };
         let rollout = sql::decode_rollout(&Cols(&row))?;
+        // A paused rollout grants nothing: no need to read every candidate (once a second).
+        if is_paused(rollout.paused, rollout.failures, policy.max_failures) {
+            return Ok(Vec::new());
+        }
         let Some(pkg) = sqlx::query(sql::SELECT_PACKAGE)
             .bind(rollout.version.to_string())
             .fetch_optional(&mut *tx)
