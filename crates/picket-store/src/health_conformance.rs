@@ -27,6 +27,8 @@ macro_rules! health_conformance_tests {
             concurrent_openings_have_one_winner,
             health_issue_lists_filter_scope_and_page,
             silent_sensors_show_service_status_unknown,
+            silent_stopped_sensor_closes_and_reopens_service_stopped_through_unknown,
+            status_job_survives_the_outdated_threshold,
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
@@ -317,6 +319,132 @@ pub async fn silent_sensors_show_service_status_unknown(store: Arc<dyn Store>) {
     assert_eq!(store.forget_service_status(&ctx()).await.expect("forget"), 0, "already unknown");
     heartbeat(&store, "svc-silent", NOW).await;
     assert_eq!(service("svc-silent").await, ServiceStatus::Running, "heard from again");
+}
+
+/// A heartbeat of `id` at `at` reporting `service`, otherwise as [`heartbeat`].
+async fn heartbeat_reporting(store: &Arc<dyn Store>, id: &str, at: Timestamp, service: ServiceStatus) {
+    let hb = crate::Heartbeat {
+        sensor_id: id.to_string(),
+        at,
+        service_status: service,
+        version: Some(v("1.3.0")),
+        config_version_applied: 1,
+        ti_version: None,
+        service_started_at: Some(Timestamp(NOW.0 - 95 * MIN)),
+        rss_bytes: None,
+        cpu_permille: None,
+    };
+    store.record_heartbeats(&[hb]).await.expect("record_heartbeats");
+}
+
+/// The open issues of `kind` of sensor `id`.
+async fn open_of(store: &Arc<dyn Store>, id: &str, kind: HealthIssueKind) -> Vec<crate::HealthIssue> {
+    let filter = HealthIssueFilter {
+        status: vec![IssueStatus::Open],
+        kind: vec![kind],
+        sensor_id: vec![id.to_string()],
+        ..Default::default()
+    };
+    let q = HealthIssueQuery { scope: Scope::All, filter, after: None, limit: 100 };
+    store.list_health_issues(&q).await.expect("list_health_issues")
+}
+
+/// A sensor that reported `stopped` has an open `service_stopped` issue; silent, it shows
+/// `unknown` and the issue closes (its condition needs a sensor heard from), no other kind
+/// than `disconnected` opens; back with `stopped`, a new `service_stopped` opens; back with
+/// `running`, it closes. `unknown` itself never raises `service_stopped`. A locally managed
+/// sensor is never touched.
+pub async fn silent_stopped_sensor_closes_and_reopens_service_stopped_through_unknown(store: Arc<dyn Store>) {
+    let id = "svc-stopped";
+    live_sensor(&store, id, Timestamp(NOW.0 - MIN)).await;
+    heartbeat_reporting(&store, id, Timestamp(NOW.0 - MIN), ServiceStatus::Stopped).await;
+    let mut local = dc("svc-local");
+    local.mode = Mode::LocallyManaged;
+    store.create_sensor(&local, &audit("sensor.onboard")).await.expect("create_sensor");
+    let local_before = store.get_sensor("svc-local", &Scope::All).await.expect("get").expect("sensor").service_status;
+    let full_tick = |c: StatusContext, prefix: &'static str| {
+        let store = store.clone();
+        async move {
+            store.forget_service_status(&c).await.expect("forget");
+            tick(&store, &c, prefix).await
+        }
+    };
+    assert_eq!(full_tick(ctx(), "a").await, (1, 0), "service_stopped opens");
+    assert_eq!(open_of(&store, id, HealthIssueKind::ServiceStopped).await.len(), 1);
+    // Eleven minutes later, not heard from: unknown, service_stopped closed, disconnected open.
+    let later = at(10);
+    assert_eq!(full_tick(later, "b").await, (1, 1), "disconnected opens, service_stopped closes");
+    let row = store.get_sensor(id, &Scope::All).await.expect("get").expect("sensor");
+    assert_eq!(row.service_status, ServiceStatus::Unknown);
+    assert!(open_of(&store, id, HealthIssueKind::ServiceStopped).await.is_empty());
+    assert_eq!(open_of(&store, id, HealthIssueKind::Disconnected).await.len(), 1);
+    assert_eq!(full_tick(later, "c").await, (0, 0), "stable while silent");
+    // Back, still stopped: disconnected closes, a new service_stopped opens.
+    heartbeat_reporting(&store, id, later.now, ServiceStatus::Stopped).await;
+    assert_eq!(full_tick(later, "d").await, (1, 1));
+    let row = store.get_sensor(id, &Scope::All).await.expect("get").expect("sensor");
+    assert_eq!(row.service_status, ServiceStatus::Stopped, "the reported value is back");
+    assert_eq!(open_of(&store, id, HealthIssueKind::ServiceStopped).await.len(), 1);
+    // Running again: it closes; the forget leaves a sensor heard from alone.
+    heartbeat_reporting(&store, id, later.now, ServiceStatus::Running).await;
+    assert_eq!(full_tick(later, "e").await, (0, 1));
+    assert_eq!(
+        store.get_sensor(id, &Scope::All).await.expect("get").expect("sensor").service_status,
+        ServiceStatus::Running
+    );
+    let local_after = store.get_sensor("svc-local", &Scope::All).await.expect("get").expect("sensor").service_status;
+    assert_eq!(local_after, local_before, "a locally managed sensor is not touched");
+}
+
+/// The status job's statements and the status filters keep working on the same pooled
+/// connections when the number of releases crosses the `outdated` threshold and back
+/// (`outdated_below` None, then Some, then None): each SQL text always carries the same
+/// parameters. (PostgreSQL refused the Bind of a text sqlx had prepared with another count:
+/// the job failed on every tick and no `update_failed` issue opened.)
+pub async fn status_job_survives_the_outdated_threshold(store: Arc<dyn Store>) {
+    let silent = live_sensor(&store, "thr-silent", Timestamp(NOW.0 - 11 * MIN)).await;
+    let live = live_sensor(&store, "thr-failed", Timestamp(NOW.0 - MIN)).await;
+    let failed = SensorRow {
+        id: "thr-failed-2".into(),
+        name: "DC-thr-failed-2".into(),
+        cert_fingerprint: Some("fp-thr-failed-2".into()),
+        update_state: UpdateState::Failed,
+        ..live
+    };
+    store.import_sensors(std::slice::from_ref(&failed)).await.expect("import_sensors");
+    let few = StatusContext { outdated_below: None, ..ctx() };
+    let many = ctx();
+    let failed_filter =
+        crate::SensorFilter { sensor_status: vec![picket_domain::SensorStatus::UpdateFailed], ..Default::default() };
+    let disconnected_filter =
+        crate::SensorFilter { sensor_status: vec![picket_domain::SensorStatus::Disconnected], ..Default::default() };
+    // More rounds than a pool has connections, so every connection prepares each text first
+    // with one context and then meets the other.
+    for (round, c) in [few, many, few].iter().enumerate() {
+        for i in 0..12 {
+            let at = format!("round {round}, call {i}");
+            store.forget_service_status(c).await.unwrap_or_else(|e| panic!("forget_service_status, {at}: {e}"));
+            store.close_ended_health_issues(c).await.unwrap_or_else(|e| panic!("close_ended, {at}: {e}"));
+            let cands = store.health_candidates(c, 100).await.unwrap_or_else(|e| panic!("candidates, {at}: {e}"));
+            let kinds: Vec<_> =
+                cands.iter().find(|x| x.row.id == failed.id).map(|x| x.kinds.clone()).unwrap_or_default();
+            assert_eq!(kinds, vec![HealthIssueKind::UpdateFailed], "{at}");
+            let n = store
+                .count_sensors(&Scope::All, &failed_filter, c)
+                .await
+                .unwrap_or_else(|e| panic!("count, {at}: {e}"));
+            assert_eq!(n, 1, "{at}");
+            let n = store
+                .count_sensors(&Scope::All, &disconnected_filter, c)
+                .await
+                .unwrap_or_else(|e| panic!("count, {at}: {e}"));
+            assert_eq!(n, 1, "{at}");
+        }
+    }
+    let row = store.get_sensor(&silent.id, &Scope::All).await.expect("get").expect("sensor");
+    assert_eq!(row.service_status, ServiceStatus::Unknown);
+    assert_eq!(tick(&store, &many, "thr").await, (2, 0), "update_failed and disconnected open");
+    assert_eq!(open_of(&store, &failed.id, HealthIssueKind::UpdateFailed).await.len(), 1);
 }
 
 /// Open on condition, never twice, outbox and counts in step; auto-close; operator close holds

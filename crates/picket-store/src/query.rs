@@ -226,6 +226,25 @@ impl SqlQuery {
         self.params.push(p);
         format!("${}", self.params.len())
     }
+
+    /// The numbers of the parameters bound but not written in the text (none for a well-built
+    /// query: PostgreSQL caches statements by text, so one text must always carry the same
+    /// parameters).
+    pub fn unreferenced_params(&self) -> Vec<usize> {
+        let mut seen = vec![false; self.params.len() + 1];
+        let mut rest = self.sql.as_str();
+        while let Some(at) = rest.find('$') {
+            rest = &rest[at + 1..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if let Ok(n) = rest[..digits].parse::<usize>()
+                && n < seen.len()
+            {
+                seen[n] = true;
+            }
+            rest = &rest[digits..];
+        }
+        (1..seen.len()).filter(|n| !seen[*n]).collect()
+    }
 }
 
 /// The columns every sensor query selects, in the order backends decode them.
@@ -271,42 +290,71 @@ pub fn rule_predicate(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQuer
 
 /// The clock predicates of the time-dependent status rules, on the generated columns of
 /// migration 0012 (`last_contact_at`, `start_pending_since`; written as `hint` says).
-struct Clock {
-    disconnected: String,
-    not_disconnected: String,
-    start_failed: String,
-    not_start_failed: String,
-    outdated: String,
-    not_outdated: String,
+///
+/// Each predicate binds the value it compares with when it is written, never before: a value
+/// bound but not referenced lets the same SQL text carry a different number of parameters
+/// from one call to the next (e.g. `outdated_below` appearing once a third release is
+/// published), and PostgreSQL refuses the Bind against the statement sqlx prepared and cached
+/// for that text ("bind message supplies 2 parameters, but prepared statement requires 1").
+struct Clock<'a> {
+    ctx: &'a StatusContext,
+    hint: Hint,
 }
 
-impl Clock {
-    fn new(ctx: &StatusContext, q: &mut SqlQuery, hint: Hint) -> Clock {
-        let contact = hint.col("last_contact_at");
-        let (disconnected, not_disconnected) = match ctx.disconnect_cutoff() {
+impl<'a> Clock<'a> {
+    fn new(ctx: &'a StatusContext, hint: Hint) -> Clock<'a> {
+        Clock { ctx, hint }
+    }
+
+    /// Not heard from since the disconnect cutoff (`FALSE` within the grace period).
+    fn disconnected(&self, q: &mut SqlQuery) -> String {
+        match self.ctx.disconnect_cutoff() {
             Some(cutoff) => {
-                let c = q.bind(SqlParam::Int(cutoff.millis()));
-                (format!("{contact} <= {c}"), format!("{contact} > {c}"))
+                format!("{} <= {}", self.hint.col("last_contact_at"), q.bind(SqlParam::Int(cutoff.millis())))
             }
-            None => ("FALSE".to_string(), "TRUE".to_string()),
-        };
-        let sf = q.bind(SqlParam::Int(ctx.start_failed_cutoff().millis()));
-        let vk = hint.col("version_key");
-        let (outdated, not_outdated) = match ctx.outdated_below {
+            None => "FALSE".to_string(),
+        }
+    }
+
+    /// The negation of [`Clock::disconnected`].
+    fn not_disconnected(&self, q: &mut SqlQuery) -> String {
+        match self.ctx.disconnect_cutoff() {
+            Some(cutoff) => {
+                format!("{} > {}", self.hint.col("last_contact_at"), q.bind(SqlParam::Int(cutoff.millis())))
+            }
+            None => "TRUE".to_string(),
+        }
+    }
+
+    /// Started before the start-failed cutoff without a configuration pull since.
+    fn start_failed(&self, q: &mut SqlQuery) -> String {
+        let sf = q.bind(SqlParam::Int(self.ctx.start_failed_cutoff().millis()));
+        format!("{} < {sf}", self.hint.col("start_pending_since"))
+    }
+
+    /// The negation of [`Clock::start_failed`].
+    fn not_start_failed(&self, q: &mut SqlQuery) -> String {
+        let sp = self.hint.col("start_pending_since");
+        let sf = q.bind(SqlParam::Int(self.ctx.start_failed_cutoff().millis()));
+        format!("({sp} IS NULL OR {sp} >= {sf})")
+    }
+
+    /// Running a version below `outdated_below` (`FALSE` while there is none).
+    fn outdated(&self, q: &mut SqlQuery) -> String {
+        match self.ctx.outdated_below {
+            Some(v) => format!("{} < {}", self.hint.col("version_key"), q.bind(SqlParam::Int(v.key()))),
+            None => "FALSE".to_string(),
+        }
+    }
+
+    /// The negation of [`Clock::outdated`].
+    fn not_outdated(&self, q: &mut SqlQuery) -> String {
+        match self.ctx.outdated_below {
             Some(v) => {
-                let k = q.bind(SqlParam::Int(v.key()));
-                (format!("{vk} < {k}"), format!("({vk} IS NULL OR {vk} >= {k})"))
+                let vk = self.hint.col("version_key");
+                format!("({vk} IS NULL OR {vk} >= {})", q.bind(SqlParam::Int(v.key())))
             }
-            None => ("FALSE".to_string(), "TRUE".to_string()),
-        };
-        let sp = hint.col("start_pending_since");
-        Clock {
-            disconnected,
-            not_disconnected,
-            start_failed: format!("{sp} < {sf}"),
-            not_start_failed: format!("({sp} IS NULL OR {sp} >= {sf})"),
-            outdated,
-            not_outdated,
+            None => "TRUE".to_string(),
         }
     }
 }
@@ -343,24 +391,23 @@ fn status_predicate_with(status: SensorStatus, ctx: &StatusContext, q: &mut SqlQ
     use SensorStatus::*;
     let base = hint.col("status_base");
     let rank = status.rank();
+    let c = Clock::new(ctx, hint);
     match status {
         NotApplicable | PendingActivation | Unreachable => format!("{base} = {rank}"),
-        Disconnected => {
-            let c = Clock::new(ctx, q, hint);
-            format!("({base} >= 3 AND {})", c.disconnected)
-        }
+        Disconnected => format!("({base} >= 3 AND {})", c.disconnected(q)),
         StartFailed => {
-            let c = Clock::new(ctx, q, hint);
-            format!("({base} >= 3 AND {} AND {})", c.not_disconnected, c.start_failed)
+            let not_disconnected = c.not_disconnected(q);
+            format!("({base} >= 3 AND {not_disconnected} AND {})", c.start_failed(q))
         }
         UpdateFailed | Updating | NotConfigured | Syncing => {
-            let c = Clock::new(ctx, q, hint);
-            format!("({base} = {rank} AND {} AND {})", c.not_disconnected, c.not_start_failed)
+            let not_disconnected = c.not_disconnected(q);
+            format!("({base} = {rank} AND {not_disconnected} AND {})", c.not_start_failed(q))
         }
         Outdated | UpToDate => {
-            let c = Clock::new(ctx, q, hint);
-            let v = if status == Outdated { c.outdated } else { c.not_outdated };
-            format!("({base} = 10 AND {} AND {} AND {v})", c.not_disconnected, c.not_start_failed)
+            let not_disconnected = c.not_disconnected(q);
+            let not_start_failed = c.not_start_failed(q);
+            let v = if status == Outdated { c.outdated(q) } else { c.not_outdated(q) };
+            format!("({base} = 10 AND {not_disconnected} AND {not_start_failed} AND {v})")
         }
     }
 }
@@ -379,10 +426,12 @@ pub fn derive_status_predicate(status: SensorStatus, ctx: &StatusContext, q: &mu
 /// A SQL expression giving the derived status's rank (`SensorStatus::rank`), on
 /// `status_base` and the clock columns (migration 0012).
 pub fn status_rank_expr(ctx: &StatusContext, q: &mut SqlQuery) -> String {
-    let c = Clock::new(ctx, q, Hint::NONE);
+    let c = Clock::new(ctx, Hint::NONE);
+    let disconnected = c.disconnected(q);
+    let start_failed = c.start_failed(q);
+    let outdated = c.outdated(q);
     format!(
-        "(CASE WHEN status_base < 3 THEN status_base WHEN {} THEN 3 WHEN {} THEN 4 WHEN status_base < 10 THEN status_base WHEN {} THEN 9 ELSE 10 END)",
-        c.disconnected, c.start_failed, c.outdated
+        "(CASE WHEN status_base < 3 THEN status_base WHEN {disconnected} THEN 3 WHEN {start_failed} THEN 4 WHEN status_base < 10 THEN status_base WHEN {outdated} THEN 9 ELSE 10 END)"
     )
 }
 
@@ -779,5 +828,69 @@ mod tests {
         let n = q.params.len();
         assert!(q.sql.contains(&format!("${n}")) && !q.sql.contains(&format!("${}", n + 1)));
         assert!(q.params.contains(&SqlParam::Text("%50\\%\\_off%".into())));
+    }
+
+    /// Every context the status clock can be in: within the restart grace or not, with or
+    /// without enough releases for `outdated`.
+    fn contexts() -> Vec<StatusContext> {
+        let mut all = Vec::new();
+        for watching_since in [Timestamp(0), Timestamp(999_999_000)] {
+            for outdated_below in [None, Some(picket_domain::Version { major: 3, minor: 0, patch: 0 })] {
+                all.push(StatusContext { watching_since, outdated_below, ..ctx() });
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn unreferenced_params_are_found() {
+        let mut q = SqlQuery::default();
+        let a = q.bind(SqlParam::Int(1));
+        for _ in 0..10 {
+            q.bind(SqlParam::Int(2));
+        }
+        q.sql = format!("SELECT {a} + $11 + $10x, '$' WHERE $3 = $30");
+        assert_eq!(q.unreferenced_params(), vec![2, 4, 5, 6, 7, 8, 9]);
+    }
+
+    /// Each status predicate, the status sort and every list, count and summary built on
+    /// them reference every parameter they bind, in every clock context: otherwise one SQL
+    /// text carries a varying number of parameters, which PostgreSQL refuses against the
+    /// statement sqlx cached for the text (the status job failed on every tick once a third
+    /// release appeared).
+    #[test]
+    fn status_sql_binds_only_what_it_references() {
+        for status_ctx in contexts() {
+            for s in SensorStatus::ALL {
+                let mut q = SqlQuery::default();
+                q.sql = status_predicate(*s, &status_ctx, &mut q);
+                assert_eq!(q.unreferenced_params(), Vec::<usize>::new(), "{s}: {}", q.sql);
+                let mut q = SqlQuery::default();
+                q.sql = derive_status_predicate(*s, &status_ctx, &mut q);
+                assert_eq!(q.unreferenced_params(), Vec::<usize>::new(), "derived {s}: {}", q.sql);
+                let filter = SensorFilter { sensor_status: vec![*s], ..Default::default() };
+                let query = SensorQuery {
+                    scope: Scope::All,
+                    filter: filter.clone(),
+                    sort: Sort { key: SortKey::SensorStatus, descending: false },
+                    after: None,
+                    limit: 10,
+                    status: status_ctx,
+                };
+                for q in [
+                    list_sql(&query),
+                    list_sql_sqlite(&query),
+                    list_sql_walking_sort_index(&query),
+                    count_sql(&Scope::All, &filter, &status_ctx),
+                ] {
+                    assert_eq!(q.unreferenced_params(), Vec::<usize>::new(), "{s}: {}", q.sql);
+                }
+            }
+            let mut q = SqlQuery::default();
+            q.sql = status_rank_expr(&status_ctx, &mut q);
+            assert_eq!(q.unreferenced_params(), Vec::<usize>::new(), "{}", q.sql);
+            let q = summary_sql(&Scope::All, &status_ctx);
+            assert_eq!(q.unreferenced_params(), Vec::<usize>::new(), "{}", q.sql);
+        }
     }
 }
