@@ -3,7 +3,9 @@
 //!
 //! The job runs in every `picket serve` replica every `health_check_every`. Each tick derives
 //! one `StatusContext` (the same clock, timings and `watching_since` as the sensor list, so a
-//! restarted server gives every sensor a full grace period before any issue opens), closes
+//! restarted server gives every sensor a full grace period before any issue opens), sets
+//! `service_status = unknown` on the disconnected cloud-connected sensors (DESIGN.md:
+//! "`unknown` when not heard from"; their next heartbeat writes the reported value), closes
 //! the open issues whose condition ended, and opens issues for the sensors the store selects
 //! with the conditions' SQL in one pass over the sensors for all kinds (only those whose
 //! condition started come back: the fleet is never loaded into Rust). Replicas running it at once cannot duplicate an issue (the
@@ -134,10 +136,13 @@ impl App {
         let ctx = self.status_context().await?;
         let mut tick = HealthTick::default();
         // Not heard from: the service status shown is `unknown`, not the last one reported
-        // (before closing, so a `service_stopped` of a silent sensor ends in this tick).
-        let forgotten = self.store.forget_service_status(&ctx).await?;
-        if forgotten > 0 {
-            tracing::info!(sensors = forgotten, "service status unknown: not heard from");
+        // (before closing; a `service_stopped` of a silent sensor ends anyway, its condition
+        // needs a sensor heard from). A failure here is logged and does not keep the tick
+        // from opening and closing issues.
+        match self.store.forget_service_status(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sensors = n, "service status unknown: not heard from"),
+            Err(e) => tracing::error!(error = %e, "setting service_status unknown failed; retrying on the next tick"),
         }
         for issue in self.store.close_ended_health_issues(&ctx).await? {
             tracing::info!(issue = %issue.id, sensor = %issue.sensor_name, kind = %issue.kind, "health issue closed: condition ended");

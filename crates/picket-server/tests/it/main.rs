@@ -21,5 +21,6 @@ mod releases;
 mod rollouts;
 mod scope;
 mod sensors;
+mod service_status;
 mod ti;
 mod users;
