@@ -62,18 +62,22 @@ async fn lifecycle(backend: Backend) {
     assert!(ts(&status["last_contact_at"]).is_some(), "status records the last contact: {status}");
     assert_eq!(status["config_version_applied"], 1);
 
-    // SIGKILL: no goodbye; the control plane notices the silence after disconnect_after (3 s).
+    // SIGKILL: no goodbye; the control plane notices the silence after disconnect_after (3 s)
+    // and no longer shows the service status it last heard (DESIGN.md: `unknown` when not
+    // heard from).
     sensor.signal("-KILL");
     drop(sensor);
-    wait_for(Duration::from_secs(15), "disconnected after SIGKILL", async || {
-        (server.sensor(&id).await["sensor_status"] == "disconnected").then_some(())
+    wait_for(Duration::from_secs(15), "disconnected with service_status unknown after SIGKILL", async || {
+        let v = server.sensor(&id).await;
+        (v["sensor_status"] == "disconnected" && v["service_status"] == "unknown").then_some(())
     })
     .await;
 
-    // Restarted, it is back.
+    // Restarted, it is back, reporting its service running again.
     let mut sensor = SensorProcess::run(&state, 2);
-    wait_for(Duration::from_secs(20), "up_to_date again after restart", async || {
-        (server.sensor(&id).await["sensor_status"] == "up_to_date").then_some(())
+    wait_for(Duration::from_secs(20), "up_to_date and running again after restart", async || {
+        let v = server.sensor(&id).await;
+        (v["sensor_status"] == "up_to_date" && v["service_status"] == "running").then_some(())
     })
     .await;
 
