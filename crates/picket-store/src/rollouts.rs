@@ -233,9 +233,14 @@ AND s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommission
     }
 
     /// [`SELECT_ROLLOUT_SENSORS`] for the sensors that last reported the version whose key is
-    /// `$2` (through the `version_key` index: as many rows as run it, not the fleet).
+    /// `$2` (through the `version_key` index: as many rows as run it, not the fleet). `mode`
+    /// is compared as `mode || ''` so SQLite's planner cannot walk the `(mode, ...)` index in
+    /// id order over every cloud-connected sensor instead (it did, on a million rows).
     pub fn select_rollout_sensors_running() -> String {
-        format!("{} AND s.version_key = $2 ORDER BY s.id", SELECT_ROLLOUT_SENSORS.trim_end_matches(" ORDER BY s.id"))
+        let base = SELECT_ROLLOUT_SENSORS
+            .trim_end_matches(" ORDER BY s.id")
+            .replace("s.mode = 'cloud_connected'", "s.mode || '' = 'cloud_connected'");
+        format!("{base} AND s.version_key = $2 ORDER BY s.id")
     }
 
     /// A bounded page of [`SELECT_ROLLOUT_SENSORS`] (`$1` the rollout, `$2` the limit, `$3`..
@@ -429,4 +434,21 @@ pub fn new_update_id() -> StoreResult<String> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| StoreError::Backend(format!("OS random numbers: {e}")))?;
     Ok(format!("upd_{}", hex::encode(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sql;
+
+    /// The rollback reads narrow `SELECT_ROLLOUT_SENSORS`: the version one must keep SQLite off
+    /// the mode index (a silent no-op of the `replace` would read every sensor again).
+    #[test]
+    fn rollback_reads_narrow_the_rollout_sensors() {
+        let running = sql::select_rollout_sensors_running();
+        assert!(running.contains("s.mode || '' = 'cloud_connected'"), "{running}");
+        assert!(!running.contains("s.mode = "), "{running}");
+        assert!(running.ends_with(" AND s.version_key = $2 ORDER BY s.id"), "{running}");
+        let one = sql::select_rollout_sensor();
+        assert!(one.ends_with(" AND s.id = $2") && !one.contains("ORDER BY s.id"), "{one}");
+    }
 }
