@@ -66,6 +66,34 @@ async fn check_everything(store: &Arc<dyn Store>, c: StatusContext, when: &str) 
         SensorFilter { q: Some("dc0".into()), ..d() },
         SensorFilter { q: Some("or-0".into()), ..d() },
         SensorFilter { sensor_status: vec![SensorStatus::Syncing], q: Some("sensor".into()), ..d() },
+        // Status sets beside counted filters: served by the kept counts per status base
+        // minus what the clock moved (query::fast_count_sql, migration 0019).
+        SensorFilter {
+            sensor_status: vec![SensorStatus::Syncing, SensorStatus::NotConfigured, SensorStatus::Unreachable],
+            ..d()
+        },
+        SensorFilter {
+            sensor_status: vec![SensorStatus::Syncing, SensorStatus::Disconnected, SensorStatus::UpToDate],
+            zone: vec!["zone-a".into()],
+            ..d()
+        },
+        SensorFilter {
+            sensor_status: vec![SensorStatus::UpdateFailed, SensorStatus::Updating, SensorStatus::Syncing],
+            health_status: vec![HealthStatus::Healthy],
+            mode: vec![Mode::CloudConnected],
+            ..d()
+        },
+        SensorFilter {
+            sensor_status: vec![SensorStatus::PendingActivation, SensorStatus::NotApplicable],
+            subscription: vec!["sub-a".into()],
+            ..d()
+        },
+        SensorFilter {
+            sensor_status: vec![SensorStatus::StartFailed, SensorStatus::Syncing, SensorStatus::Outdated],
+            sensor_type: vec![SensorType::Adfs, SensorType::DomainController],
+            ..d()
+        },
+        SensorFilter { sensor_status: SensorStatus::ALL.to_vec(), ..d() },
     ]);
     for scope in [Scope::All, Scope::Subscriptions(vec!["sub-a".into()])] {
         for f in &filters {
