@@ -121,11 +121,13 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true)
             // SQLite's default page cache is 2 MB: with a million sensors and a dozen indexes
-            // every insert then misses. Size caches for the working set (negative = KiB).
+            // every insert then misses. Size caches for the hot index pages (negative = KiB),
+            // not the whole file: the OS page cache holds the rest, and the caches are most of
+            // the server's RSS (issue 2: a full export under 200 MB; BENCHMARKS.md).
             .pragma("cache_size", "-16384");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone().pragma("cache_size", "-131072"))
+            .connect_with(options.clone().pragma("cache_size", "-32768"))
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         MIGRATOR.run(&writer).await.map_err(|e| StoreError::Backend(format!("migrating {}: {e}", path.display())))?;
