@@ -127,8 +127,10 @@ pub struct HealthIssueQuery {
 pub trait HealthIssueStore: Send + Sync + 'static {
     /// At most `limit` sensors (in no particular order) with a kind raised from facts whose
     /// condition holds at `ctx` and that have neither an open issue of that kind nor one an
-    /// operator closed while the condition persists: what the status job must open. One pass
-    /// over the sensors for every kind; once their issues are open they are not returned again.
+    /// operator closed while the condition persists: what the status job must open. Each
+    /// candidate carries every kind it needs. Each kind is searched through an index range
+    /// its condition implies (never a pass over every sensor); once their issues are open
+    /// they are not returned again.
     async fn health_candidates(&self, ctx: &StatusContext, limit: u32) -> StoreResult<Vec<Candidate>>;
 
     /// Opens an issue unless one of its kind is open for the sensor, writing the
@@ -226,17 +228,41 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
         format!("({})", parts.join(" AND "))
     }
 
-    /// An index-friendly pre-filter implied by the condition (the silence check of
-    /// `disconnected` on `last_seen_at`), or `TRUE`.
-    fn prefilter(kind: HealthIssueKind, ctx: &StatusContext, q: &mut SqlQuery) -> String {
-        match (kind, ctx.disconnect_cutoff()) {
-            (HealthIssueKind::Disconnected, Some(cutoff)) => {
-                format!("(last_seen_at IS NULL OR last_seen_at <= {})", q.bind(SqlParam::Int(cutoff.millis())))
+    /// The predicate that finds the sensors of `kind`'s condition through an index range, implied
+    /// by the condition (so it narrows and never decides): the clock of `disconnected` on
+    /// `sensors_last_contact` (`+status_base` keeps SQLite off the `status_base` indexes,
+    /// whose range would be nearly the whole fleet), `service_status` on `sensors_service_status_sort`, the
+    /// start-failed clock on the partial `sensors_start_pending`, `status_base` on
+    /// `sensors_status_name` (update failed: 5; not configured: only updating and failed
+    /// sensors rank before it, 5 to 7, on the partial `sensors_not_configured` of migration
+    /// 0020), `version_key` on `sensors_version_key`. `None` when the condition cannot hold at
+    /// `ctx` (the grace period, no `outdated_below`): the kind is not searched at all.
+    fn driving_predicate(kind: HealthIssueKind, ctx: &StatusContext, q: &mut SqlQuery) -> Option<String> {
+        use HealthIssueKind::*;
+        Some(match kind {
+            Disconnected => {
+                let cutoff = ctx.disconnect_cutoff()?;
+                format!("last_contact_at <= {} AND +status_base >= 3", q.bind(SqlParam::Int(cutoff.millis())))
             }
-            (HealthIssueKind::Disconnected, None) => "FALSE".to_string(),
-            _ => "TRUE".to_string(),
-        }
+            ServiceStopped => "service_status IN ('stopped', 'disabled')".to_string(),
+            StartFailed => format!(
+                "start_pending_since IS NOT NULL AND status_base >= 3 AND start_pending_since < {}",
+                q.bind(SqlParam::Int(ctx.start_failed_cutoff().millis()))
+            ),
+            UpdateFailed => "status_base = 5".to_string(),
+            NotConfigured => format!("{NOT_CONFIGURED} AND status_base IN (5, 6, 7)"),
+            Outdated => {
+                let below = ctx.outdated_below?;
+                format!("version_key < {}", q.bind(SqlParam::Int(below.key())))
+            }
+            _ => return None,
+        })
     }
+
+    /// The `not_configured` rule as the partial index `sensors_not_configured` (migration 0020)
+    /// is written, so both backends see the index's predicate in the query.
+    pub const NOT_CONFIGURED: &str =
+        "sensor_type IN ('adfs', 'standalone') AND (capture_setting IS NULL OR TRIM(capture_setting) = '')";
 
     /// `EXISTS` an open issue of `kind` for the sensor, or one an operator closed while its
     /// condition persists (`muted`).
@@ -253,24 +279,39 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
     }
 
     /// The candidates of [`HealthIssueStore::health_candidates`]: the sensor's columns and one
-    /// flag column per kind raised from facts ([`flag_column`]), in one pass over `sensors`.
+    /// flag column per kind raised from facts ([`flag_column`]). Each kind is searched on its own
+    /// through the index range of its [`driving_predicate`] (at most `limit` sensors each, so
+    /// the statement reads the sensors whose condition may hold, never the fleet); the flags
+    /// are then computed on the (at most 6 × `limit`) sensors found, through the primary key,
+    /// so a sensor comes back once with every kind it needs.
     pub fn candidates_sql(ctx: &StatusContext, limit: u32) -> SqlQuery {
         let mut q = SqlQuery::default();
         let mut flags = Vec::new();
         for kind in HealthIssueKind::FROM_FACTS {
-            let pre = prefilter(*kind, ctx, &mut q);
             let cond = condition_sql(*kind, ctx, &mut q);
             let blocked = blocked(*kind, &mut q);
-            flags.push((flag_column(*kind), format!("({pre} AND {cond} AND NOT {blocked})")));
+            flags.push((flag_column(*kind), format!("({cond} AND NOT {blocked})")));
+        }
+        let mut searches = Vec::new();
+        for kind in HealthIssueKind::FROM_FACTS {
+            let Some(drive) = driving_predicate(*kind, ctx, &mut q) else { continue };
+            let cond = condition_sql(*kind, ctx, &mut q);
+            let blocked = blocked(*kind, &mut q);
+            let n = q.bind(SqlParam::Int(i64::from(limit)));
+            searches.push(format!(
+                "SELECT id FROM (SELECT id FROM sensors WHERE {drive} AND {cond} AND NOT {blocked} LIMIT {n}) k{}",
+                searches.len()
+            ));
         }
         let select: Vec<String> =
             flags.iter().map(|(name, f)| format!("CASE WHEN {f} THEN 1 ELSE 0 END AS {name}")).collect();
         let any: Vec<String> = flags.iter().map(|(name, _)| format!("c.{name} = 1")).collect();
         let limit = q.bind(SqlParam::Int(i64::from(limit)));
         q.sql = format!(
-            "SELECT * FROM (SELECT {}, {} FROM sensors) c WHERE {} LIMIT {limit}",
+            "SELECT * FROM (SELECT {}, {} FROM sensors WHERE id IN ({})) c WHERE {} LIMIT {limit}",
             crate::query::SENSOR_COLUMNS,
             select.join(", "),
+            searches.join(" UNION ALL "),
             any.join(" OR ")
         );
         q
@@ -373,12 +414,21 @@ AND NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = health_issues.sensor_id
     /// Sets `service_status` to `unknown` for the cloud-connected sensors that are
     /// `disconnected` at `ctx` and still show what they last reported: DESIGN.md's
     /// "`unknown` when not heard from". The next heartbeat writes the reported value again.
+    /// The sensors are found on `sensors_last_contact` (the clock of `disconnected`); `mode`
+    /// and `status_base` are written so no index serves them (`mode || ''`, `+status_base`):
+    /// SQLite's statistics of `last_contact_at` go stale as the clock moves on, and it would
+    /// otherwise walk every cloud-connected sensor each tick.
     pub fn forget_service_status_sql(ctx: &StatusContext) -> SqlQuery {
         let mut q = SqlQuery::default();
-        let disconnected = crate::query::status_predicate(SensorStatus::Disconnected, ctx, &mut q);
+        let disconnected = match ctx.disconnect_cutoff() {
+            Some(cutoff) => {
+                format!("last_contact_at <= {} AND +status_base >= 3", q.bind(SqlParam::Int(cutoff.millis())))
+            }
+            None => "FALSE".to_string(),
+        };
         q.sql = format!(
-            "UPDATE sensors SET service_status = 'unknown' WHERE service_status <> 'unknown' \
-AND mode = 'cloud_connected' AND {disconnected}"
+            "UPDATE sensors SET service_status = 'unknown' WHERE {disconnected} AND service_status <> 'unknown' \
+AND mode || '' = 'cloud_connected'"
         );
         q
     }

@@ -29,6 +29,7 @@ macro_rules! health_conformance_tests {
             silent_sensors_show_service_status_unknown,
             silent_stopped_sensor_closes_and_reopens_service_stopped_through_unknown,
             status_job_survives_the_outdated_threshold,
+            candidates_beyond_the_limit_come_whole_in_batches,
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
@@ -445,6 +446,65 @@ pub async fn status_job_survives_the_outdated_threshold(store: Arc<dyn Store>) {
     assert_eq!(row.service_status, ServiceStatus::Unknown);
     assert_eq!(tick(&store, &many, "thr").await, (2, 0), "update_failed and disconnected open");
     assert_eq!(open_of(&store, &failed.id, HealthIssueKind::UpdateFailed).await.len(), 1);
+}
+
+/// More sensors of one kind than the job's batch (`limit`): each batch lists at most `limit`
+/// sensors, once each, and each with every kind it needs (also those of kinds found through
+/// another kind's search); opening a batch's issues moves on to the next, until every
+/// condition has its issue and nothing is listed.
+pub async fn candidates_beyond_the_limit_come_whole_in_batches(store: Arc<dyn Store>) {
+    let live = live_sensor(&store, "lim-0", Timestamp(NOW.0 - MIN)).await;
+    let rows: Vec<SensorRow> = (1..=7)
+        .map(|i| SensorRow {
+            id: format!("lim-{i}"),
+            name: format!("DC-lim-{i}"),
+            cert_fingerprint: Some(format!("fp-lim-{i}")),
+            service_status: ServiceStatus::Stopped,
+            update_state: if i % 2 == 0 { UpdateState::Failed } else { UpdateState::Idle },
+            ..live.clone()
+        })
+        .collect();
+    store.import_sensors(&rows).await.expect("import_sensors");
+    let c = ctx();
+    let mut opened: BTreeSet<(String, HealthIssueKind)> = BTreeSet::new();
+    for round in 0..20 {
+        let batch = store.health_candidates(&c, 2).await.expect("health_candidates");
+        assert!(batch.len() <= 2, "round {round}: {} sensors over the limit", batch.len());
+        let ids: BTreeSet<&str> = batch.iter().map(|x| x.row.id.as_str()).collect();
+        assert_eq!(ids.len(), batch.len(), "round {round}: a sensor is listed once");
+        for cand in &batch {
+            let row = rows.iter().find(|r| r.id == cand.row.id).expect("a sensor of the test");
+            let mut want: Vec<HealthIssueKind> = HealthIssueKind::FROM_FACTS
+                .iter()
+                .copied()
+                .filter(|k| condition_holds(*k, &health_facts(row), &c) && !opened.contains(&(row.id.clone(), *k)))
+                .collect();
+            let mut got = cand.kinds.clone();
+            want.sort_by_key(|k| k.as_str());
+            got.sort_by_key(|k| k.as_str());
+            assert_eq!(got, want, "round {round}: kinds of {}", row.id);
+            for kind in &cand.kinds {
+                let issue = issue_for(&cand.row, *kind, &format!("lim-r{round}-{}-{kind}", cand.row.id), &c);
+                assert!(store.open_health_issue(&issue, Some(&c)).await.expect("open").is_some(), "opens");
+                opened.insert((cand.row.id.clone(), *kind));
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+    }
+    let expected: BTreeSet<(String, HealthIssueKind)> = rows
+        .iter()
+        .flat_map(|r| {
+            HealthIssueKind::FROM_FACTS
+                .iter()
+                .filter(|k| condition_holds(**k, &health_facts(r), &c))
+                .map(|k| (r.id.clone(), *k))
+        })
+        .collect();
+    assert_eq!(expected.len(), 10, "7 service_stopped and 3 update_failed");
+    assert_eq!(opened, expected, "every condition got its issue, in batches of 2");
+    assert!(store.health_candidates(&c, 2).await.expect("health_candidates").is_empty(), "none left");
 }
 
 /// Open on condition, never twice, outbox and counts in step; auto-close; operator close holds

@@ -7,8 +7,9 @@
 //! `service_status = unknown` on the disconnected cloud-connected sensors (DESIGN.md:
 //! "`unknown` when not heard from"; their next heartbeat writes the reported value), closes
 //! the open issues whose condition ended, and opens issues for the sensors the store selects
-//! with the conditions' SQL in one pass over the sensors for all kinds (only those whose
-//! condition started come back: the fleet is never loaded into Rust). Replicas running it at once cannot duplicate an issue (the
+//! with the conditions' SQL, each kind through an index range its condition implies (only
+//! those whose condition started come back, and an idle tick reads the sensors whose
+//! condition may hold, never the whole fleet). Replicas running it at once cannot duplicate an issue (the
 //! store's partial unique index decides).
 
 use std::sync::Arc;
@@ -130,8 +131,7 @@ impl App {
     }
 
     /// One tick of the status job: auto-closes the issues whose condition ended and opens
-    /// issues for the sensors whose condition started, for every kind raised from facts (one
-    /// pass over the sensors for all kinds).
+    /// issues for the sensors whose condition started, for every kind raised from facts.
     pub async fn check_health(&self) -> AppResult<HealthTick> {
         let ctx = self.status_context().await?;
         let mut tick = HealthTick::default();
