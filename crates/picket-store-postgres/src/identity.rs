@@ -97,7 +97,9 @@ impl SensorIdentityStore for PgStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut sorted: Vec<&Heartbeat> = batch.iter().collect();
+        // One sensor once, the latest of the batch winning: reversed, a stable sort by id
+        // puts each sensor's latest beat first among its own, and `dedup_by` keeps the first.
+        let mut sorted: Vec<&Heartbeat> = batch.iter().rev().collect();
         sorted.sort_by(|a, b| a.sensor_id.cmp(&b.sensor_id));
         sorted.dedup_by(|a, b| a.sensor_id == b.sensor_id);
         let ids: Vec<String> = sorted.iter().map(|h| h.sensor_id.clone()).collect();

@@ -209,6 +209,23 @@ pub async fn heartbeats_are_written_in_batches(store: Arc<dyn Store>) {
     store.record_heartbeats(&[stale]).await.expect("stale heartbeat");
     let s1 = store.get_sensor("s1", &Scope::All).await.expect("get").expect("s1");
     assert_eq!(s1.last_seen_at, Some(t1), "last_seen_at never moves back");
+
+    // Absent optional facts are written as absent; the latest of a sensor's beats in one
+    // batch wins.
+    let t2 = Timestamp(NOW.0 + 2 * MIN);
+    let bare = Heartbeat {
+        version: None,
+        ti_version: None,
+        service_started_at: None,
+        rss_bytes: None,
+        cpu_permille: None,
+        ..beat("s0", t2, ServiceStatus::Stopped, "1.0.0", 2)
+    };
+    let earlier = beat("s0", t1, ServiceStatus::Running, "9.9.9", 7);
+    store.record_heartbeats(&[earlier, bare]).await.expect("heartbeats with absent facts");
+    let s0 = store.get_sensor("s0", &Scope::All).await.expect("get").expect("s0");
+    assert_eq!((s0.last_seen_at, s0.service_status, s0.version), (Some(t2), ServiceStatus::Stopped, None));
+    assert_eq!((s0.config_version_applied, s0.ti_version, s0.service_started_at), (2, None, None));
 }
 
 /// A configuration pull sets `last_config_pull_at` and counts as contact.
