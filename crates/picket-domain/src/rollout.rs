@@ -130,7 +130,21 @@ pub fn next_grants(
         return Vec::new();
     }
     let open = candidates.iter().filter(|c| c.grant == GrantState::Granted).count();
-    let free = (policy.concurrency.max(1) as usize).saturating_sub(open);
+    first_pending(candidates, target, free_slots(open, policy), delayed_due)
+}
+
+/// How many grants may still open while `open` sensors hold one: the concurrency (at least 1)
+/// less those.
+pub fn free_slots(open: usize, policy: RolloutPolicy) -> usize {
+    (policy.concurrency.max(1) as usize).saturating_sub(open)
+}
+
+/// The first `free` pending sensors among `candidates`, in grant order (the normal ring, then
+/// the delayed ring once due, each by id). [`next_grants`] over a whole fleet equals this
+/// over any part of it that holds, for each ring and reported version, its first `free`
+/// pending sensors by id, with `free` from [`free_slots`] over the fleet's open grants: what
+/// a store reads through its indexes instead of every sensor.
+pub fn first_pending(candidates: &[Candidate], target: Version, free: usize, delayed_due: bool) -> Vec<String> {
     let mut pending: Vec<&Candidate> =
         candidates.iter().filter(|c| progress(c, target, delayed_due) == SensorProgress::Pending).collect();
     pending.sort_by(|a, b| a.delayed.cmp(&b.delayed).then_with(|| a.sensor_id.cmp(&b.sensor_id)));
@@ -273,6 +287,54 @@ mod tests {
             let got = next_grants(&fleet, t, policy(conc), false, true);
             let free = (conc.max(1) as usize).saturating_sub(1).min(3);
             assert_eq!(got, ["c", "d", "e"][..free].to_vec(), "concurrency {conc}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The bounded read a store does (open grants counted, then per ring and version the
+        /// first `free` pending sensors by id) decides exactly what the whole fleet decides.
+        #[test]
+        fn first_pending_per_group_decides_like_the_whole_fleet(
+            fleet in proptest::collection::vec(
+                (0u8..40, proptest::bool::ANY, proptest::bool::ANY, 0u8..4, 0u8..4),
+                0..40,
+            ),
+            concurrency in 0u32..5,
+            due in proptest::bool::ANY,
+        ) {
+            let t = v("1.2.0");
+            let versions = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"];
+            let states = [GrantState::None, GrantState::Granted, GrantState::Succeeded, GrantState::Failed];
+            let mut seen = std::collections::HashSet::new();
+            let fleet: Vec<Candidate> = fleet
+                .into_iter()
+                .filter(|(id, ..)| seen.insert(*id))
+                .map(|(id, eligible, delayed, ver, g)| Candidate {
+                    sensor_id: format!("s{id:02}"),
+                    eligible,
+                    delayed,
+                    version: if ver == 3 && id % 2 == 0 { None } else { Some(v(versions[ver as usize])) },
+                    grant: states[g as usize],
+                })
+                .collect();
+            let p = policy(concurrency);
+            let whole = next_grants(&fleet, t, p, false, due);
+            let open = fleet.iter().filter(|c| c.grant == GrantState::Granted).count();
+            let free = free_slots(open, p);
+            let mut bounded = Vec::new();
+            for delayed in [false, true] {
+                for ver in versions {
+                    let mut group: Vec<&Candidate> = fleet
+                        .iter()
+                        .filter(|c| c.delayed == delayed && c.version == Some(v(ver)))
+                        .filter(|c| progress(c, t, due) == SensorProgress::Pending)
+                        .collect();
+                    group.sort_by(|a, b| a.sensor_id.cmp(&b.sensor_id));
+                    bounded.extend(group.into_iter().take(free).cloned());
+                }
+            }
+            bounded.reverse();
+            proptest::prop_assert_eq!(first_pending(&bounded, t, free, due), whole);
         }
     }
 }

@@ -3,10 +3,14 @@
 //! so decisions of several replicas on one database are serialised.
 
 use async_trait::async_trait;
-use picket_domain::rollout::{RolloutPolicy, is_paused};
+use picket_domain::rollout::{RolloutPolicy, delayed_ring_due, free_slots, is_paused};
 use picket_domain::{Timestamp, Version};
-use picket_store::rollouts::{Grant, Rollout, RolloutGroup, RolloutSensor, RolloutStore, plan_grants, sql};
+use picket_store::rollouts::{
+    Grant, Rollout, RolloutGroup, RolloutSensor, RolloutStore, make_grants, planned_bounded, planned_by_scan, sql,
+};
+use picket_store::sql::Columns;
 use picket_store::{Audit, Scope, StoreError, StoreResult};
+use sqlx::PgConnection;
 
 use crate::{Cols, PgStore, audit, db_err, dynamic};
 
@@ -35,34 +39,13 @@ impl RolloutStore for PgStore {
 
     async fn decide_grants(&self, policy: RolloutPolicy, deadline_ms: i64, now: Timestamp) -> StoreResult<Vec<Grant>> {
         let mut tx = self.write().await?;
-        let Some(row) = sqlx::query(LOCK_CURRENT).fetch_optional(&mut *tx).await.map_err(db_err)? else {
+        let Some((rollout, package, sensors)) = plan(&mut tx, LOCK_CURRENT, policy, now, false).await? else {
             return Ok(Vec::new());
         };
-        let rollout = sql::decode_rollout(&Cols(&row))?;
-        // A paused rollout grants nothing: no need to read every candidate (once a second).
-        if is_paused(rollout.paused, rollout.failures, policy.max_failures) {
+        if sensors.is_empty() {
             return Ok(Vec::new());
         }
-        let Some(pkg) = sqlx::query(sql::SELECT_PACKAGE)
-            .bind(rollout.version.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-        else {
-            return Ok(Vec::new());
-        };
-        let pkg = Cols(&pkg);
-        let package = (
-            picket_store::sql::Columns::opt_text(&pkg, "sha256")?.unwrap_or_default(),
-            u64::try_from(picket_store::sql::Columns::int(&pkg, "size")?).unwrap_or(0),
-        );
-        let rows = sqlx::query(sql::SELECT_CANDIDATES)
-            .bind(rollout.version.to_string())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let candidates = rows.iter().map(|r| sql::decode_candidate(&Cols(r))).collect::<StoreResult<Vec<_>>>()?;
-        let grants = plan_grants(&rollout, package, &candidates, policy, deadline_ms, now)?;
+        let grants = make_grants(&rollout, package, sensors, deadline_ms, now)?;
         for g in &grants {
             sqlx::query(sql::INSERT_GRANT)
                 .bind(g.update_id.clone())
@@ -86,6 +69,16 @@ impl RolloutStore for PgStore {
         }
         tx.commit().await.map_err(db_err)?;
         Ok(grants)
+    }
+
+    async fn planned_grants(&self, policy: RolloutPolicy, now: Timestamp) -> StoreResult<Vec<String>> {
+        let planned = plan(&mut *self.read().await?, sql::SELECT_CURRENT, policy, now, false).await?;
+        Ok(planned.map(|p| p.2).unwrap_or_default())
+    }
+
+    async fn planned_grants_by_scan(&self, policy: RolloutPolicy, now: Timestamp) -> StoreResult<Vec<String>> {
+        let planned = plan(&mut *self.read().await?, sql::SELECT_CURRENT, policy, now, true).await?;
+        Ok(planned.map(|p| p.2).unwrap_or_default())
     }
 
     async fn open_grant(&self, sensor_id: &str) -> StoreResult<Option<Grant>> {
@@ -349,4 +342,76 @@ impl PgStore {
         let granted = granted.iter().map(|r| sql::decode_group(&Cols(r), true)).collect::<StoreResult<Vec<_>>>()?;
         Ok(sql::merge_groups(all, granted))
     }
+}
+
+/// What `decide_grants` decides in `conn`: the current rollout (read by `current`, which
+/// locks it in the deciding transaction), its package and the sensors to grant now; `None`
+/// when there is no rollout or no package. A paused rollout or no free concurrency reads no
+/// sensor; otherwise the pending sensors come through indexes, per ring and version at most
+/// as many as may be granted ([`sql::pick_pending`]), or from every sensor when `scan` (the
+/// reference, [`sql::SELECT_CANDIDATES_SCAN`]).
+async fn plan(
+    conn: &mut PgConnection,
+    current: &str,
+    policy: RolloutPolicy,
+    now: Timestamp,
+    scan: bool,
+) -> StoreResult<Option<(Rollout, (String, u64), Vec<String>)>> {
+    let Some(row) = dynamic(current.to_string()).fetch_optional(&mut *conn).await.map_err(db_err)? else {
+        return Ok(None);
+    };
+    let rollout = sql::decode_rollout(&Cols(&row))?;
+    // A paused rollout grants nothing: no need to read any sensor (the job asks once a second).
+    if is_paused(rollout.paused, rollout.failures, policy.max_failures) {
+        return Ok(Some((rollout, (String::new(), 0), Vec::new())));
+    }
+    let target = rollout.version.to_string();
+    let Some(pkg) =
+        sqlx::query(sql::SELECT_PACKAGE).bind(target.clone()).fetch_optional(&mut *conn).await.map_err(db_err)?
+    else {
+        return Ok(None);
+    };
+    let pkg = Cols(&pkg);
+    let package = (pkg.opt_text("sha256")?.unwrap_or_default(), u64::try_from(pkg.int("size")?).unwrap_or(0));
+    if scan {
+        let rows = sqlx::query(sql::SELECT_CANDIDATES_SCAN).bind(target).fetch_all(&mut *conn).await.map_err(db_err)?;
+        let candidates = rows.iter().map(|r| sql::decode_candidate(&Cols(r))).collect::<StoreResult<Vec<_>>>()?;
+        let sensors = planned_by_scan(&rollout, &candidates, policy, now);
+        return Ok(Some((rollout, package, sensors)));
+    }
+    let open = sqlx::query(sql::COUNT_OPEN).fetch_one(&mut *conn).await.map_err(db_err)?;
+    let open = usize::try_from(Cols(&open).int("n")?).unwrap_or(0);
+    let free = free_slots(open, policy);
+    if free == 0 {
+        return Ok(Some((rollout, package, Vec::new())));
+    }
+    let rows = sqlx::query(sql::RING_VERSIONS).fetch_all(&mut *conn).await.map_err(db_err)?;
+    let versions = rows
+        .iter()
+        .map(|r| Ok((Cols(r).int("delayed")? != 0, Cols(r).text("version")?)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let due = delayed_ring_due(rollout.started_at, now, policy.delay_ring_after_ms);
+    let mut pending = Vec::new();
+    for (ring, keys) in sql::ring_version_keys(&versions, rollout.version).iter().enumerate() {
+        let delayed = ring == 1;
+        // The normal ring goes first: the delayed one only when due and slots are left.
+        if delayed && (!due || pending.len() >= free) {
+            break;
+        }
+        let pick = sql::pick_pending(delayed);
+        for key in keys {
+            let rows = dynamic(pick.clone())
+                .bind(target.clone())
+                .bind(*key)
+                .bind(i64::try_from(free).unwrap_or(i64::MAX))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            for r in &rows {
+                pending.push(sql::decode_candidate(&Cols(r))?);
+            }
+        }
+    }
+    let sensors = planned_bounded(&rollout, open, &pending, policy, now);
+    Ok(Some((rollout, package, sensors)))
 }

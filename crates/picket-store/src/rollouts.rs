@@ -6,7 +6,9 @@
 //! Reports finish a grant at most once (by `update_id`).
 
 use async_trait::async_trait;
-use picket_domain::rollout::{Candidate, GrantState, RolloutPolicy, delayed_ring_due, is_paused, next_grants};
+use picket_domain::rollout::{
+    Candidate, GrantState, RolloutPolicy, delayed_ring_due, first_pending, free_slots, is_paused, next_grants,
+};
 use picket_domain::{Timestamp, Version};
 
 use crate::sql::Columns;
@@ -101,6 +103,13 @@ pub trait RolloutStore: Send + Sync {
     /// In one transaction locking the current rollout row: applies the rules and stores the
     /// new grants (deadline `now + deadline_ms`), marking those sensors `updating`.
     async fn decide_grants(&self, policy: RolloutPolicy, deadline_ms: i64, now: Timestamp) -> StoreResult<Vec<Grant>>;
+    /// The sensors `decide_grants` would grant at `now` (read only, no lock): open grants
+    /// counted, then per ring and version the first free sensors by id, through indexes.
+    async fn planned_grants(&self, policy: RolloutPolicy, now: Timestamp) -> StoreResult<Vec<String>>;
+    /// [`RolloutStore::planned_grants`] decided over every sensor the rollout concerns
+    /// ([`sql::SELECT_CANDIDATES_SCAN`]): the reference the conformance suite compares it
+    /// with. Seconds on a million sensors: not for the rollout job.
+    async fn planned_grants_by_scan(&self, policy: RolloutPolicy, now: Timestamp) -> StoreResult<Vec<String>>;
     /// The sensor's open grant.
     async fn open_grant(&self, sensor_id: &str) -> StoreResult<Option<Grant>>;
     /// Every grant of the rollout of `version`.
@@ -170,12 +179,61 @@ VALUES ($1, $2, $3, 0, 0) ON CONFLICT (version) DO NOTHING";
     /// The release row (package) of a version.
     pub const SELECT_PACKAGE: &str = "SELECT sha256, size FROM releases WHERE version = $1";
     /// Eligible sensors and their latest grant state in rollout `$1`; a grant still open from an
-    /// earlier rollout counts as open (the sensor is busy and uses up concurrency).
-    pub const SELECT_CANDIDATES: &str = "SELECT s.id, CASE WHEN s.delayed_update THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS delayed, \
+    /// earlier rollout counts as open (the sensor is busy and uses up concurrency). Every
+    /// sensor the rollout concerns, each with a grant lookup: seconds on a million sensors.
+    /// The reference [`RolloutStore::planned_grants_by_scan`] decides from; `decide_grants`
+    /// reads [`COUNT_OPEN`], [`RING_VERSIONS`] and [`pick_pending`] instead.
+    pub const SELECT_CANDIDATES_SCAN: &str = "SELECT s.id, CASE WHEN s.delayed_update THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS delayed, \
 s.version, (SELECT g.state FROM update_grants g WHERE g.sensor_id = s.id \
 AND (g.rollout_version = $1 OR g.state = 'granted') \
 ORDER BY CASE WHEN g.state = 'granted' THEN 1 ELSE 0 END DESC, g.granted_at DESC LIMIT 1) AS grant_state FROM sensors s \
 WHERE s.mode = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL";
+    /// How many sensors a rollout concerns hold an open grant (of any rollout): read from the
+    /// open grants through migration 0021's `(state, deadline)` index, not the fleet.
+    pub const COUNT_OPEN: &str = "SELECT COUNT(DISTINCT g.sensor_id) AS n FROM update_grants g \
+JOIN sensors s ON s.id = g.sensor_id WHERE g.state = 'granted' \
+AND s.mode || '' = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL";
+    /// The rings and reported versions among the sensors a rollout concerns, from the counts
+    /// migration 0017 keeps (a few dozen rows; `''`, no version reported, is left out).
+    pub const RING_VERSIONS: &str = "SELECT DISTINCT CAST(delayed AS BIGINT) AS delayed, version \
+FROM rollout_group_counts WHERE n > 0 AND version <> ''";
+
+    /// The first `$3` sensors by id of one ring (`delayed`) that the rollout of `$1` concerns,
+    /// run the version whose key is `$2` and hold no grant in the rollout nor an open one:
+    /// pending when that version is below the rollout's. Reads the
+    /// `(COALESCE(version_key, -1), id)` index in id order and stops at `$3`; `mode` is
+    /// compared as `mode || ''` so neither planner walks the `(mode, id)` index over every
+    /// cloud-connected sensor instead (PostgreSQL did, on a million rows).
+    pub fn pick_pending(delayed: bool) -> String {
+        let ring = if delayed { "s.delayed_update" } else { "NOT s.delayed_update" };
+        format!(
+            "SELECT s.id, CASE WHEN s.delayed_update THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS delayed, \
+s.version, CAST(NULL AS TEXT) AS grant_state FROM sensors s \
+WHERE COALESCE(s.version_key, -1) = $2 AND {ring} \
+AND s.mode || '' = 'cloud_connected' AND s.activated_at IS NOT NULL AND s.decommissioned_at IS NULL \
+AND NOT EXISTS (SELECT 1 FROM update_grants g WHERE g.sensor_id = s.id \
+AND (g.rollout_version = $1 OR g.state = 'granted')) ORDER BY s.id LIMIT $3"
+        )
+    }
+
+    /// The version keys below `target` of each ring in rows of [`RING_VERSIONS`] (normal
+    /// ring, then delayed; each ascending, once). A version that does not parse needs no
+    /// update, like [`decode_candidate`]'s.
+    pub fn ring_version_keys(rows: &[(bool, String)], target: Version) -> [Vec<i64>; 2] {
+        let mut rings: [Vec<i64>; 2] = [Vec::new(), Vec::new()];
+        for (delayed, text) in rows {
+            if let Ok(v) = text.parse::<Version>()
+                && v < target
+            {
+                rings[usize::from(*delayed)].push(v.key());
+            }
+        }
+        for keys in &mut rings {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        rings
+    }
     /// Stores a grant.
     pub const INSERT_GRANT: &str = "INSERT INTO update_grants (update_id, rollout_version, sensor_id, version, \
 action, sha256, size, granted_at, deadline, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'granted')";
@@ -398,18 +456,46 @@ ORDER BY h.sensor_id";
     }
 }
 
-/// The grants to give now in `rollout` (package `sha256`/`size`) among `candidates`.
-pub fn plan_grants(
+/// The sensors `decide_grants` grants in `rollout` among `candidates`, every sensor the
+/// rollout concerns (the reference: [`sql::SELECT_CANDIDATES_SCAN`]).
+pub fn planned_by_scan(
     rollout: &Rollout,
-    package: (String, u64),
     candidates: &[Candidate],
     policy: RolloutPolicy,
-    deadline_ms: i64,
     now: Timestamp,
-) -> StoreResult<Vec<Grant>> {
+) -> Vec<String> {
     let paused = is_paused(rollout.paused, rollout.failures, policy.max_failures);
     let due = delayed_ring_due(rollout.started_at, now, policy.delay_ring_after_ms);
     next_grants(candidates, rollout.version, policy, paused, due)
+}
+
+/// The sensors to grant now in `rollout` while `open` sensors it concerns hold an open grant,
+/// among `pending`: for each ring and version below the rollout's, the first `free` sensors
+/// by id without a grant ([`sql::pick_pending`]; `free` from [`free_slots`]). The same as
+/// [`planned_by_scan`] over every sensor (`picket_domain::rollout::first_pending`).
+pub fn planned_bounded(
+    rollout: &Rollout,
+    open: usize,
+    pending: &[Candidate],
+    policy: RolloutPolicy,
+    now: Timestamp,
+) -> Vec<String> {
+    if is_paused(rollout.paused, rollout.failures, policy.max_failures) {
+        return Vec::new();
+    }
+    let due = delayed_ring_due(rollout.started_at, now, policy.delay_ring_after_ms);
+    first_pending(pending, rollout.version, free_slots(open, policy), due)
+}
+
+/// New `update` grants of `rollout` (package `sha256`/`size`) for `sensors`, given at `now`.
+pub fn make_grants(
+    rollout: &Rollout,
+    package: (String, u64),
+    sensors: Vec<String>,
+    deadline_ms: i64,
+    now: Timestamp,
+) -> StoreResult<Vec<Grant>> {
+    sensors
         .into_iter()
         .map(|sensor_id| {
             Ok(Grant {
@@ -450,5 +536,36 @@ mod tests {
         assert!(running.ends_with(" AND s.version_key = $2 ORDER BY s.id"), "{running}");
         let one = sql::select_rollout_sensor();
         assert!(one.ends_with(" AND s.id = $2") && !one.contains("ORDER BY s.id"), "{one}");
+    }
+
+    /// The bounded candidate read keeps SQLite and PostgreSQL on the version index (a silent
+    /// `mode = ` would let them walk every cloud-connected sensor in id order), and takes each
+    /// ring's versions below the target once, in order, skipping what does not parse.
+    #[test]
+    fn pending_reads_narrow_to_a_ring_and_a_version() {
+        for delayed in [false, true] {
+            let q = sql::pick_pending(delayed);
+            assert!(q.contains("s.mode || '' = 'cloud_connected'") && !q.contains("s.mode = "), "{q}");
+            assert!(q.contains("COALESCE(s.version_key, -1) = $2") && q.ends_with("ORDER BY s.id LIMIT $3"), "{q}");
+            assert_eq!(q.contains("NOT s.delayed_update"), !delayed, "{q}");
+        }
+        assert!(sql::COUNT_OPEN.contains("s.mode || ''") && sql::COUNT_OPEN.contains("g.state = 'granted'"));
+        let v = |s: &str| s.parse::<picket_domain::Version>().expect("version");
+        let rows: Vec<(bool, String)> = [
+            (true, "1.0.0"),
+            (false, "1.1.0"),
+            (false, "1.0.0"),
+            (false, "1.01.0"),
+            (false, "2.0.0"),
+            (true, "1.2.0"),
+            (false, "garbage"),
+            (true, "1.0.0"),
+        ]
+        .into_iter()
+        .map(|(d, s)| (d, s.to_string()))
+        .collect();
+        let [normal, delayed] = sql::ring_version_keys(&rows, v("1.2.0"));
+        assert_eq!(normal, [v("1.0.0").key(), v("1.1.0").key()]);
+        assert_eq!(delayed, [v("1.0.0").key()]);
     }
 }

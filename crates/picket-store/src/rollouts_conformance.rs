@@ -29,6 +29,7 @@ macro_rules! rollout_conformance_tests {
             watchdog_restarts_are_recorded_once_and_go_quiet,
             rollout_group_counts_stay_exact,
             rollback_reads_are_bounded,
+            bounded_grant_decisions_equal_the_scan,
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
@@ -640,4 +641,112 @@ pub async fn rollback_reads_are_bounded(store: Arc<dyn Store>) {
     assert_eq!(a.grant.as_ref().map(|x| x.state.as_str()), Some("succeeded"));
     store.decommission_sensor("c", &Scope::All, &audit("sensor.decommission")).await.expect("decommission");
     assert_eq!(ids(store.rollout_sensors_running(target, v("1.1.0")).await.expect("on 1.1.0")), ["a"]);
+}
+
+/// A sensor of the mixed fleet: onboarded in `subscription` as `mode`, activated when
+/// `activated`, reporting `version` when given.
+async fn fleet_sensor(
+    store: &Arc<dyn Store>,
+    id: &str,
+    subscription: &str,
+    mode: Mode,
+    delayed: bool,
+    activated: bool,
+    version: Option<&str>,
+) {
+    onboard(store, id, subscription, mode, delayed).await;
+    if activated {
+        activate(store, id).await;
+    }
+    if let Some(v) = version {
+        store.record_heartbeats(&[heartbeat(id, Some(v))]).await.expect("heartbeat");
+    }
+}
+
+/// The sensors `decide_grants` grants through its indexes (open grants counted, then per ring
+/// and version the first free sensors by id) are exactly those a decision over every sensor
+/// grants, on a mixed fleet: both rings before and after the delay, versions below, at and
+/// above the target, no version, another subscription, a locally managed, a not activated and
+/// a decommissioned sensor, a grant still open and a failure from an earlier rollout, a ring
+/// changed mid-rollout, failures pausing until resumed, concurrency 1 to 7.
+pub async fn bounded_grant_decisions_equal_the_scan(store: Arc<dyn Store>) {
+    use crate::rollouts::Grant;
+    let ids = |gs: &[Grant]| gs.iter().map(|g| g.sensor_id.clone()).collect::<Vec<_>>();
+    // The earlier rollout 1.1.0 leaves m holding an open grant and n failed.
+    for id in ["m", "n"] {
+        sensor(&store, id, false).await;
+    }
+    published(&store, "1.1.0").await;
+    let first = store.decide_grants(policy(2), 30 * MIN, NOW).await.expect("decide 1.1.0");
+    assert_eq!(ids(&first), ["m", "n"]);
+    assert!(store.finish_grant("n", &first[1].update_id, false, Some("crashed"), NOW).await.expect("fail n"));
+    emea(&store).await;
+    let cloud = Mode::CloudConnected;
+    for (id, sub, mode, delayed, activated, version) in [
+        ("a0", "default", cloud, false, true, Some("1.0.0")),
+        ("a1", "default", cloud, false, true, Some("1.1.0")),
+        ("a2", "default", cloud, false, true, Some("1.0.0")),
+        ("a3", "default", cloud, false, true, Some("1.2.0")),
+        ("a4", "default", cloud, false, true, Some("1.3.0")),
+        ("a5", "default", cloud, false, true, None),
+        ("a6", "default", cloud, false, true, Some("1.1.0")),
+        ("a7", "emea", cloud, false, true, Some("1.0.0")),
+        ("a8", "default", cloud, false, true, Some("1.0.0")),
+        ("a9", "default", Mode::LocallyManaged, false, false, None),
+        ("aa", "default", cloud, false, false, None),
+        ("d0", "default", cloud, true, true, Some("1.1.0")),
+        ("d1", "default", cloud, true, true, Some("1.0.0")),
+        ("d2", "emea", cloud, true, true, Some("1.0.0")),
+        ("d3", "default", cloud, true, true, Some("1.2.0")),
+    ] {
+        fleet_sensor(&store, id, sub, mode, delayed, activated, version).await;
+    }
+    store.decommission_sensor("a8", &Scope::All, &audit("sensor.decommission")).await.expect("decommission");
+    let target = published(&store, "1.2.0").await;
+    let mut open = vec![first[0].clone()];
+    let mut granted = Vec::new();
+    for step in 0..60 {
+        let t = if step < 6 { NOW } else { Timestamp(NOW.0 + DELAY) };
+        if step == 3 {
+            set_delayed(&store, "a6", true).await;
+        }
+        for conc in [1, 2, 3, 4, 7] {
+            let scan = store.planned_grants_by_scan(policy(conc), t).await.expect("scan");
+            let bounded = store.planned_grants(policy(conc), t).await.expect("bounded");
+            assert_eq!(bounded, scan, "step {step}, concurrency {conc}");
+        }
+        let conc = 1 + step % 3;
+        let expected = store.planned_grants_by_scan(policy(conc), t).await.expect("scan");
+        let grants = store.decide_grants(policy(conc), 30 * MIN, t).await.expect("decide");
+        assert_eq!(ids(&grants), expected, "step {step}: decide_grants grants what the scan plans");
+        assert!(grants.iter().all(|g| g.rollout_version == target));
+        granted.extend(ids(&grants));
+        open.extend(grants);
+        if open.is_empty() {
+            if step >= 6 {
+                break;
+            }
+            continue;
+        }
+        // The oldest open grant finishes: every third fails (pausing the rollout until
+        // resumed), the others succeed on their version.
+        let g = open.remove(0);
+        if step % 3 == 2 && g.rollout_version == target {
+            assert!(
+                store.finish_grant(&g.sensor_id, &g.update_id, false, Some("no clearance"), t).await.expect("fail")
+            );
+            for conc in [1, 3, 7] {
+                assert!(store.planned_grants(policy(conc), t).await.expect("bounded").is_empty(), "paused");
+                assert!(store.planned_grants_by_scan(policy(conc), t).await.expect("scan").is_empty(), "paused");
+            }
+            assert!(store.decide_grants(policy(3), 30 * MIN, t).await.expect("decide").is_empty(), "paused");
+            assert!(store.set_rollout_paused(false).await.expect("resume"));
+        } else {
+            beat(&store, &g.sensor_id, &g.version).await;
+            assert!(store.finish_grant(&g.sensor_id, &g.update_id, true, None, t).await.expect("succeed"));
+        }
+    }
+    assert!(open.is_empty(), "the rollout ran to its end: {open:?}");
+    granted.sort();
+    assert_eq!(granted, ["a0", "a1", "a2", "a6", "a7", "d0", "d1", "d2", "m", "n"], "each pending sensor once");
 }
