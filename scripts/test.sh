@@ -120,10 +120,14 @@ echo "test.sh: chromedriver on 127.0.0.1:$driver_port" >&2
 
 # ---- the tests ----
 # The whole workspace, unless the caller picked packages (`-p X` would otherwise be ignored).
+# Every test binary runs even after one fails (a flaky failure must not hide the rest).
 scope=(--workspace)
+fail_fast=(--no-fail-fast)
 for arg in "$@"; do
     case "$arg" in
         -p | -p* | --package | --package=*) scope=() ;;
+        --no-fail-fast) fail_fast=() ;;
+        --) break ;;
     esac
 done
-cargo test "${scope[@]}" --locked "$@"
+cargo test "${scope[@]}" "${fail_fast[@]}" --locked "$@"
