@@ -79,7 +79,7 @@ impl SqliteStore {
 #[async_trait]
 impl HealthIssueStore for SqliteStore {
     async fn health_candidates(&self, ctx: &StatusContext, limit: u32) -> StoreResult<Vec<Candidate>> {
-        let q = hsql::candidates_sql(ctx, limit);
+        let q = hsql::candidates_sql_with(ctx, limit, hsql::IndexHints::IndexedBy);
         let rows =
             bind(dynamic(q.sql.clone()), values(&q)).fetch_all(&mut *self.read().await?).await.map_err(db_err)?;
         rows.iter()

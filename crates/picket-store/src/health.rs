@@ -228,35 +228,52 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
         format!("({})", parts.join(" AND "))
     }
 
-    /// The predicate that finds the sensors of `kind`'s condition through an index range, implied
-    /// by the condition (so it narrows and never decides): the clock of `disconnected` on
-    /// `sensors_last_contact` (`+status_base` keeps SQLite off the `status_base` indexes,
-    /// whose range would be nearly the whole fleet), `service_status` on `sensors_service_status_sort`, the
-    /// start-failed clock on the partial `sensors_start_pending`, `status_base` on
-    /// `sensors_status_name` (update failed: 5; not configured: only updating and failed
-    /// sensors rank before it, 5 to 7, on the partial `sensors_not_configured` of migration
-    /// 0020), `version_key` on `sensors_version_key`. `None` when the condition cannot hold at
-    /// `ctx` (the grace period, no `outdated_below`): the kind is not searched at all.
-    fn driving_predicate(kind: HealthIssueKind, ctx: &StatusContext, q: &mut SqlQuery) -> Option<String> {
+    /// How a kind's sensors are searched: the predicate that finds them through an index range,
+    /// implied by the condition (so it narrows and never decides), and that index. `None` when
+    /// the condition cannot hold at `ctx` (the grace period, no `outdated_below`): the kind is
+    /// not searched at all.
+    struct Search {
+        /// The index-range predicate over unqualified `sensors` columns.
+        predicate: String,
+        /// The index it ranges over.
+        index: &'static str,
+        /// Whether the index holds `id`: then the open and muted issues are checked on the
+        /// index alone, and only the sensors left are read.
+        has_id: bool,
+    }
+
+    /// The [`Search`] of `kind`: the clock of `disconnected` on `sensors_last_contact`,
+    /// `service_status` on `sensors_service_status_sort`, the start-failed clock on the partial
+    /// `sensors_start_pending`, update failed (`status_base` 5) on `sensors_status_name`, not
+    /// configured on the partial `sensors_not_configured` (migration 0020: only updating and
+    /// failed sensors rank before it, 5 to 7), `version_key` on `sensors_version_key`.
+    fn search(kind: HealthIssueKind, ctx: &StatusContext, q: &mut SqlQuery) -> Option<Search> {
         use HealthIssueKind::*;
-        Some(match kind {
+        let s = |predicate: String, index: &'static str, has_id: bool| Some(Search { predicate, index, has_id });
+        match kind {
             Disconnected => {
                 let cutoff = ctx.disconnect_cutoff()?;
-                format!("last_contact_at <= {} AND +status_base >= 3", q.bind(SqlParam::Int(cutoff.millis())))
+                let c = q.bind(SqlParam::Int(cutoff.millis()));
+                s(format!("last_contact_at <= {c} AND +status_base >= 3"), "sensors_last_contact", false)
             }
-            ServiceStopped => "service_status IN ('stopped', 'disabled')".to_string(),
-            StartFailed => format!(
-                "start_pending_since IS NOT NULL AND status_base >= 3 AND start_pending_since < {}",
-                q.bind(SqlParam::Int(ctx.start_failed_cutoff().millis()))
-            ),
-            UpdateFailed => "status_base = 5".to_string(),
-            NotConfigured => format!("{NOT_CONFIGURED} AND status_base IN (5, 6, 7)"),
+            ServiceStopped => {
+                s("service_status IN ('stopped', 'disabled')".to_string(), "sensors_service_status_sort", true)
+            }
+            StartFailed => {
+                let sf = q.bind(SqlParam::Int(ctx.start_failed_cutoff().millis()));
+                let p = format!("start_pending_since IS NOT NULL AND status_base >= 3 AND start_pending_since < {sf}");
+                s(p, "sensors_start_pending", false)
+            }
+            UpdateFailed => s("status_base = 5".to_string(), "sensors_status_name", true),
+            NotConfigured => {
+                s(format!("{NOT_CONFIGURED} AND status_base IN (5, 6, 7)"), "sensors_not_configured", true)
+            }
             Outdated => {
-                let below = ctx.outdated_below?;
-                format!("version_key < {}", q.bind(SqlParam::Int(below.key())))
+                let below = q.bind(SqlParam::Int(ctx.outdated_below?.key()));
+                s(format!("version_key < {below}"), "sensors_version_key", false)
             }
-            _ => return None,
-        })
+            _ => None,
+        }
     }
 
     /// The `not_configured` rule as the partial index `sensors_not_configured` (migration 0020)
@@ -278,13 +295,32 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
         format!("open_{}", kind.as_str())
     }
 
+    /// How a statement names the index it must range over.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum IndexHints {
+        /// PostgreSQL: the planner decides (its statistics follow the data).
+        None,
+        /// SQLite: `INDEXED BY`. Its statistics (`PRAGMA optimize`, sampled) can rate a
+        /// million-row index as a thousand rows per value, and it would then range over
+        /// `sensors_type` (a third of the fleet) instead of `sensors_not_configured`.
+        IndexedBy,
+    }
+
+    /// The candidates of [`HealthIssueStore::health_candidates`] (PostgreSQL's text; SQLite
+    /// uses [`candidates_sql_with`] and `IndexHints::IndexedBy`).
+    pub fn candidates_sql(ctx: &StatusContext, limit: u32) -> SqlQuery {
+        candidates_sql_with(ctx, limit, IndexHints::None)
+    }
+
     /// The candidates of [`HealthIssueStore::health_candidates`]: the sensor's columns and one
     /// flag column per kind raised from facts ([`flag_column`]). Each kind is searched on its own
-    /// through the index range of its [`driving_predicate`] (at most `limit` sensors each, so
-    /// the statement reads the sensors whose condition may hold, never the fleet); the flags
-    /// are then computed on the (at most 6 × `limit`) sensors found, through the primary key,
-    /// so a sensor comes back once with every kind it needs.
-    pub fn candidates_sql(ctx: &StatusContext, limit: u32) -> SqlQuery {
+    /// through the index range of its [`search`] (at most `limit` sensors each, so the statement
+    /// reads the sensors whose condition may hold, never the fleet); where the index holds `id`,
+    /// the sensors with an open or muted issue of the kind are dropped on the index before any
+    /// row is read (a fleet with many open issues pays an index probe for each, not a row).
+    /// The flags are then computed on the (at most 6 × `limit`) sensors found, through the
+    /// primary key, so a sensor comes back once with every kind it needs.
+    pub fn candidates_sql_with(ctx: &StatusContext, limit: u32, hints: IndexHints) -> SqlQuery {
         let mut q = SqlQuery::default();
         let mut flags = Vec::new();
         for kind in HealthIssueKind::FROM_FACTS {
@@ -294,14 +330,24 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
         }
         let mut searches = Vec::new();
         for kind in HealthIssueKind::FROM_FACTS {
-            let Some(drive) = driving_predicate(*kind, ctx, &mut q) else { continue };
+            let Some(search) = search(*kind, ctx, &mut q) else { continue };
+            let from = match hints {
+                IndexHints::None => "sensors".to_string(),
+                IndexHints::IndexedBy => format!("sensors INDEXED BY {}", search.index),
+            };
+            let drive = search.predicate;
             let cond = condition_sql(*kind, ctx, &mut q);
             let blocked = blocked(*kind, &mut q);
             let n = q.bind(SqlParam::Int(i64::from(limit)));
-            searches.push(format!(
-                "SELECT id FROM (SELECT id FROM sensors WHERE {drive} AND {cond} AND NOT {blocked} LIMIT {n}) k{}",
-                searches.len()
-            ));
+            let found = if search.has_id {
+                format!(
+                    "SELECT id FROM sensors WHERE id IN (SELECT id FROM {from} WHERE {drive} AND NOT {blocked}) \
+AND {cond} LIMIT {n}"
+                )
+            } else {
+                format!("SELECT id FROM {from} WHERE {drive} AND {cond} AND NOT {blocked} LIMIT {n}")
+            };
+            searches.push(format!("SELECT id FROM ({found}) k{}", searches.len()));
         }
         let select: Vec<String> =
             flags.iter().map(|(name, f)| format!("CASE WHEN {f} THEN 1 ELSE 0 END AS {name}")).collect();
@@ -651,6 +697,7 @@ mod tests {
                 };
                 let mut all = vec![
                     sql::candidates_sql(&c, 10),
+                    sql::candidates_sql_with(&c, 10, sql::IndexHints::IndexedBy),
                     sql::ended_sql(&c),
                     sql::unmute_sql(&c),
                     sql::forget_service_status_sql(&c),
