@@ -122,8 +122,8 @@ pub trait TiPackageStore: Send + Sync {
     /// The cloud-connected, activated, not decommissioned sensors in `scope`, counted by the
     /// TI version they last reported: `None` (none yet) first, then by version ascending;
     /// versions no sensor reports are absent. Locally managed sensors are not counted (their
-    /// TI version stays on the host). One pass over `sensors` (no index serves it: about
-    /// 0.4 s on a million sensors), so only a page that shows it calls it.
+    /// TI version stays on the host). Read from the counts the database keeps per
+    /// (subscription, TI version) (migration 0022), not from the sensor rows.
     async fn sensors_by_ti_version(&self, scope: &Scope) -> StoreResult<Vec<TiVersionCount>>;
 }
 
@@ -229,21 +229,27 @@ AND NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = health_issues.sensor_id
         q
     }
 
-    /// `ti_version, n` for [`TiPackageStore::sensors_by_ti_version`] in `scope` (unordered:
-    /// SQLite and PostgreSQL sort `NULL` differently; [`sort_counts`] orders the rows).
-    pub fn sensors_by_version_sql(scope: &Scope) -> SqlQuery {
-        let mut q = SqlQuery::default();
-        let scope = match scope {
+    /// `subscription IN (...)` for a narrow scope (`TRUE` / `FALSE` otherwise).
+    fn scope_clause(scope: &Scope, q: &mut SqlQuery) -> String {
+        match scope {
             Scope::All => "TRUE".to_string(),
             Scope::Subscriptions(subs) if subs.is_empty() => "FALSE".to_string(),
             Scope::Subscriptions(subs) => {
                 let list: Vec<String> = subs.iter().map(|s| q.bind(SqlParam::Text(s.clone()))).collect();
                 format!("subscription IN ({})", list.join(", "))
             }
-        };
+        }
+    }
+
+    /// `ti_version, n` for [`TiPackageStore::sensors_by_ti_version`] in `scope` (unordered:
+    /// SQLite and PostgreSQL sort `NULL` differently; [`sort_counts`] orders the rows), from
+    /// the counts the triggers of migration 0022 keep (-1 there: no TI version yet).
+    pub fn sensors_by_version_sql(scope: &Scope) -> SqlQuery {
+        let mut q = SqlQuery::default();
+        let scope = scope_clause(scope, &mut q);
         q.sql = format!(
-            "SELECT ti_version, COUNT(*) AS n FROM sensors WHERE {scope} AND mode = 'cloud_connected' \
-AND activated_at IS NOT NULL AND decommissioned_at IS NULL GROUP BY ti_version"
+            "SELECT CASE WHEN ti_version = -1 THEN NULL ELSE ti_version END AS ti_version, \
+CAST(SUM(n) AS BIGINT) AS n FROM ti_version_counts WHERE {scope} GROUP BY ti_version HAVING SUM(n) > 0"
         );
         q
     }
@@ -284,6 +290,7 @@ macro_rules! ti_package_conformance_tests {
             ti_packages_read_by_range,
             ti_stale_candidates_follow_the_rule,
             sensors_are_counted_by_ti_version_in_scope,
+            ti_version_counts_follow_writes,
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
@@ -516,5 +523,57 @@ pub mod conformance {
         for nothing in [Scope::Subscriptions(Vec::new()), Scope::Subscriptions(vec!["nope".into()])] {
             assert!(store.sensors_by_ti_version(&nothing).await.expect("nothing").is_empty(), "{nothing:?}");
         }
+    }
+
+    /// The kept counts (migration 0022) stay equal to counting the rows through heartbeats
+    /// that change or clear a TI version, decommission, delete and re-activation by import.
+    pub async fn ti_version_counts_follow_writes(store: Arc<dyn Store>) {
+        use crate::identity::Heartbeat;
+        use picket_domain::ServiceStatus;
+        let seen = Some(Timestamp(NOW.0 - 1000));
+        for (i, ti) in [Some(1), Some(1), Some(2), None, Some(2)].into_iter().enumerate() {
+            sensor(&store, &format!("s{i}"), Mode::CloudConnected, seen, ti).await;
+        }
+        sensor(&store, "local", Mode::LocallyManaged, seen, Some(1)).await;
+        let expected = |pairs: &[(Option<i64>, u64)]| -> Vec<TiVersionCount> {
+            pairs.iter().map(|(v, n)| TiVersionCount { ti_version: *v, sensors: *n }).collect()
+        };
+        assert_eq!(
+            store.sensors_by_ti_version(&Scope::All).await.expect("counts"),
+            expected(&[(None, 1), (Some(1), 2), (Some(2), 2)])
+        );
+        let beat = |id: &str, ti: Option<i64>| Heartbeat {
+            sensor_id: id.into(),
+            at: NOW,
+            service_status: ServiceStatus::Running,
+            version: None,
+            config_version_applied: 0,
+            ti_version: ti,
+            service_started_at: None,
+            rss_bytes: None,
+            cpu_permille: None,
+        };
+        // s0 moves to 3, s3 gets its first, s4 loses its version, s1 repeats the same.
+        store
+            .record_heartbeats(&[beat("s0", Some(3)), beat("s3", Some(3)), beat("s4", None), beat("s1", Some(1))])
+            .await
+            .expect("heartbeats");
+        assert_eq!(
+            store.sensors_by_ti_version(&Scope::All).await.expect("counts"),
+            expected(&[(None, 1), (Some(1), 1), (Some(2), 1), (Some(3), 2)])
+        );
+        let a = Audit { actor: "token:t1".into(), action: "sensor.decommission".into(), at: NOW };
+        store.decommission_sensor("s2", &Scope::All, &a).await.expect("decommission");
+        store.delete_sensor("s0", &Scope::All, &a).await.expect("delete");
+        store.delete_sensor("local", &Scope::All, &a).await.expect("delete local");
+        assert_eq!(
+            store.sensors_by_ti_version(&Scope::All).await.expect("counts"),
+            expected(&[(None, 1), (Some(1), 1), (Some(3), 1)])
+        );
+        sensor(&store, "s0", Mode::CloudConnected, seen, Some(3)).await;
+        assert_eq!(
+            store.sensors_by_ti_version(&Scope::All).await.expect("counts"),
+            expected(&[(None, 1), (Some(1), 1), (Some(3), 2)])
+        );
     }
 }

@@ -196,8 +196,8 @@ impl App {
     }
 
     /// How many sensors in `who`'s scope run each TI version, and how many are behind
-    /// `current` (the current TI version, if any). A pass over every sensor row (about 0.4 s
-    /// on a million sensors): for pages, not for lists polled by automation.
+    /// `current` (the current TI version, if any), from the per-version counts the database
+    /// keeps (migration 0022: a few rows, not a pass over every sensor).
     pub async fn ti_sensor_counts(&self, who: &Viewer, current: Option<i64>) -> AppResult<TiSensorCounts> {
         let rows = self.store().sensors_by_ti_version(&who.principal().scope).await?;
         let mut counts = TiSensorCounts::default();
