@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use picket_domain::issues::{HealthIssueKind, IssueStatus};
 use picket_domain::{StatusContext, Timestamp};
 use picket_store::health::{
-    Candidate, HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueStore, NewHealthIssue, events,
+    Candidate, EndedBatch, HealthIssue, HealthIssueFilter, HealthIssueQuery, HealthIssueStore, NewHealthIssue, events,
     outbox_payload, sql as hsql,
 };
 use picket_store::query::SqlQuery;
@@ -132,19 +132,29 @@ impl HealthIssueStore for PgStore {
         Ok(done.rows_affected())
     }
 
-    async fn close_ended_health_issues(&self, ctx: &StatusContext) -> StoreResult<Vec<HealthIssue>> {
-        let ended = hsql::ended_sql(ctx);
-        let found: Vec<(String, HealthIssueKind)> = bind(dynamic(ended.sql.clone()), values(&ended))
-            .fetch_all(&mut *self.read().await?)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|r| {
-                let c = Cols(r);
+    async fn close_ended_health_issues_after(
+        &self,
+        ctx: &StatusContext,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<EndedBatch> {
+        let limit = limit.max(1);
+        let ended = hsql::ended_batch_sql(ctx);
+        let mut vals = values(&ended);
+        vals[0] = Value::Text(after.unwrap_or_default().to_string());
+        vals[1] = Value::Int(i64::from(limit));
+        let rows = bind(dynamic(ended.sql.clone()), vals).fetch_all(&mut *self.read().await?).await.map_err(db_err)?;
+        let mut found: Vec<(String, HealthIssueKind)> = Vec::new();
+        let mut last: Option<String> = None;
+        for r in &rows {
+            let c = Cols(r);
+            let id = c.text("id")?;
+            if c.int("ended")? == 1 {
                 let kind = c.text("kind")?.parse().map_err(|e| StoreError::Corrupt(format!("column kind: {e}")))?;
-                Ok((c.text("id")?, kind))
-            })
-            .collect::<StoreResult<_>>()?;
+                found.push((id.clone(), kind));
+            }
+            last = Some(id);
+        }
         let mut closed = Vec::new();
         for (id, kind) in found {
             let close = hsql::auto_close_sql(kind, ctx);
@@ -152,11 +162,14 @@ impl HealthIssueStore for PgStore {
                 closed.push(issue);
             }
         }
+        if rows.len() == limit as usize {
+            return Ok(EndedBatch { closed, next: last });
+        }
         let unmute = hsql::unmute_sql(ctx);
         let mut tx = self.write().await?;
         bind(dynamic(unmute.sql.clone()), values(&unmute)).execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
-        Ok(closed)
+        Ok(EndedBatch { closed, next: None })
     }
 
     async fn resolve_health_issue(

@@ -122,6 +122,19 @@ pub struct HealthIssueQuery {
     pub limit: u32,
 }
 
+/// Open issues one [`HealthIssueStore::close_ended_health_issues`] call checks per batch.
+pub const ENDED_BATCH: u32 = 10_000;
+
+/// What one batch of [`HealthIssueStore::close_ended_health_issues_after`] did.
+#[derive(Debug, Clone, Default)]
+pub struct EndedBatch {
+    /// The issues it closed.
+    pub closed: Vec<HealthIssue>,
+    /// The last id it checked when the batch was full (where the next batch starts); `None`
+    /// when the pass reached the end.
+    pub next: Option<String>,
+}
+
 /// Health issues in storage. `Store` requires this trait, so every backend implements it.
 #[async_trait]
 pub trait HealthIssueStore: Send + Sync + 'static {
@@ -150,8 +163,33 @@ pub trait HealthIssueStore: Send + Sync + 'static {
 
     /// Closes (`closed_by = system`) the open issues of kinds raised from facts whose condition
     /// no longer holds at `ctx`; also forgets operator closes whose condition ended, so a new
-    /// start opens a new issue. Returns the issues closed.
-    async fn close_ended_health_issues(&self, ctx: &StatusContext) -> StoreResult<Vec<HealthIssue>>;
+    /// start opens a new issue. Returns the issues closed. (All open issues in one call: the
+    /// status job uses [`HealthIssueStore::close_ended_health_issues_after`] in batches.)
+    async fn close_ended_health_issues(&self, ctx: &StatusContext) -> StoreResult<Vec<HealthIssue>> {
+        let mut closed = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let batch = self.close_ended_health_issues_after(ctx, after.as_deref(), ENDED_BATCH).await?;
+            closed.extend(batch.closed);
+            match batch.next {
+                Some(next) => after = Some(next),
+                None => return Ok(closed),
+            }
+        }
+    }
+
+    /// One batch of [`HealthIssueStore::close_ended_health_issues`]: checks at most `limit`
+    /// open issues, those with an id after `after` (all from the first when `None`), in id
+    /// order, and closes those whose condition ended. `next` is the last id checked when the
+    /// batch was full (pass it on), `None` when the pass reached the end; operator closes
+    /// are forgotten at the end of a pass. Bounds a status-job tick on a fleet with a
+    /// hundred thousand open issues.
+    async fn close_ended_health_issues_after(
+        &self,
+        ctx: &StatusContext,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<EndedBatch>;
 
     /// Closes the open issue of `kind` of a sensor as `system` (for kinds raised by events,
     /// when the code that raised it sees the condition end). `None` if none was open.
@@ -433,6 +471,21 @@ AND NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = h.sensor_id AND {cond})
         q
     }
 
+    /// The open issues with an id after `$1` ('' for the first), in id order, at most `$2`:
+    /// `(id, kind, ended)`, `ended` 1 when the condition no longer holds (one batch of
+    /// [`HealthIssueStore::close_ended_health_issues_after`]).
+    pub fn ended_batch_sql(ctx: &StatusContext) -> SqlQuery {
+        let mut q = SqlQuery::default();
+        let after = q.bind(SqlParam::Text(String::new()));
+        let limit = q.bind(SqlParam::Int(0));
+        let cond = condition_of_kind("h.kind", ctx, &mut q);
+        q.sql = format!(
+            "SELECT h.id, h.kind, CASE WHEN NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = h.sensor_id AND {cond}) \
+THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS ended FROM health_issues h WHERE h.status = 'open' AND h.id > {after} ORDER BY h.id LIMIT {limit}"
+        );
+        q
+    }
+
     /// Closes issue `$1` at `$2` as `system` if still open and its condition still ended.
     pub fn auto_close_sql(kind: HealthIssueKind, ctx: &StatusContext) -> SqlQuery {
         let mut q = SqlQuery::default();
@@ -666,7 +719,7 @@ mod tests {
             outdated_below: None,
             watching_since: Timestamp(0),
         };
-        for q in [sql::candidates_sql(&c, 10), sql::ended_sql(&c), sql::unmute_sql(&c)] {
+        for q in [sql::candidates_sql(&c, 10), sql::ended_sql(&c), sql::ended_batch_sql(&c), sql::unmute_sql(&c)] {
             let n = q.params.len();
             assert!(q.sql.contains(&format!("${n}")) && !q.sql.contains(&format!("${}", n + 1)), "{}", q.sql);
         }
@@ -699,6 +752,7 @@ mod tests {
                     sql::candidates_sql(&c, 10),
                     sql::candidates_sql_with(&c, 10, sql::IndexHints::IndexedBy),
                     sql::ended_sql(&c),
+                    sql::ended_batch_sql(&c),
                     sql::unmute_sql(&c),
                     sql::forget_service_status_sql(&c),
                 ];

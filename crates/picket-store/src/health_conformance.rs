@@ -505,6 +505,34 @@ pub async fn candidates_beyond_the_limit_come_whole_in_batches(store: Arc<dyn St
     assert_eq!(expected.len(), 10, "7 service_stopped and 3 update_failed");
     assert_eq!(opened, expected, "every condition got its issue, in batches of 2");
     assert!(store.health_candidates(&c, 2).await.expect("health_candidates").is_empty(), "none left");
+
+    // Four services run again: their service_stopped issues end. Re-checked 3 open issues at
+    // a time, round robin, the passes close exactly those four and nothing else.
+    for i in 1..=4 {
+        heartbeat(&store, &format!("lim-{i}"), Timestamp(NOW.0 - MIN)).await;
+    }
+    let mut closed: BTreeSet<(String, HealthIssueKind)> = BTreeSet::new();
+    let mut after: Option<String> = None;
+    let mut batches = 0;
+    loop {
+        let batch = store.close_ended_health_issues_after(&c, after.as_deref(), 3).await.expect("close batch");
+        batches += 1;
+        assert!(batch.closed.len() <= 3, "a batch checks at most its limit");
+        closed.extend(batch.closed.into_iter().map(|i| (i.sensor_id, i.kind)));
+        match batch.next {
+            Some(next) => {
+                assert!(after.as_deref().is_none_or(|a| next.as_str() > a), "the cursor moves on");
+                after = Some(next);
+            }
+            None => break,
+        }
+        assert!(batches < 10, "10 open issues in batches of 3 end within 4 batches");
+    }
+    assert_eq!(batches, 4, "10 open issues, 3 per batch");
+    let want: BTreeSet<(String, HealthIssueKind)> =
+        (1..=4).map(|i| (format!("lim-{i}"), HealthIssueKind::ServiceStopped)).collect();
+    assert_eq!(closed, want, "only the ended conditions closed");
+    assert!(store.close_ended_health_issues(&c).await.expect("full pass").is_empty(), "nothing else ended");
 }
 
 /// Open on condition, never twice, outbox and counts in step; auto-close; operator close holds

@@ -19,7 +19,9 @@ use picket_domain::issues::describe;
 use picket_proto::ListPage;
 use picket_proto::health::HealthIssueView;
 use picket_store::HealthIssue;
-use picket_store::health::{HealthIssueFilter, HealthIssueQuery, IssueCursor, NewHealthIssue, health_facts};
+use picket_store::health::{
+    ENDED_BATCH, HealthIssueFilter, HealthIssueQuery, IssueCursor, NewHealthIssue, health_facts,
+};
 
 use super::{App, AppError, AppResult, MAX_LIMIT};
 use crate::auth::{Operator, Viewer};
@@ -144,7 +146,12 @@ impl App {
             Ok(n) => tracing::info!(sensors = n, "service status unknown: not heard from"),
             Err(e) => tracing::error!(error = %e, "setting service_status unknown failed; retrying on the next tick"),
         }
-        for issue in self.store.close_ended_health_issues(&ctx).await? {
+        // At most ENDED_BATCH open issues re-checked per tick, round robin: a tick's cost stays
+        // bounded with a hundred thousand open issues (each check is a sensor lookup).
+        let after = self.ended_cursor.take();
+        let batch = self.store.close_ended_health_issues_after(&ctx, after.as_deref(), ENDED_BATCH).await?;
+        self.ended_cursor.set(batch.next);
+        for issue in batch.closed {
             tracing::info!(issue = %issue.id, sensor = %issue.sensor_name, kind = %issue.kind, "health issue closed: condition ended");
             tick.closed += 1;
         }
@@ -215,4 +222,21 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// Where the status job's next re-check of open issues starts (the last id the previous
+/// tick's batch checked), so ticks walk the open issues round robin.
+#[derive(Debug, Default)]
+pub(crate) struct EndedCursor(std::sync::Mutex<Option<String>>);
+
+impl EndedCursor {
+    /// The position, leaving `None` (a failed tick starts the pass over).
+    fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Stores the next position.
+    fn set(&self, next: Option<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = next;
+    }
 }

@@ -49,6 +49,7 @@ pub struct App {
     sensor_auth: auth_cache::SensorAuthCache,
     ti: ti::TiCache,
     watchdog_seen: rollouts::WatchdogSeen,
+    ended_cursor: health::EndedCursor,
 }
 
 impl App {
@@ -64,7 +65,19 @@ impl App {
         let sensor_auth = auth_cache::SensorAuthCache::default();
         let ti = ti::TiCache::default();
         let watchdog_seen = rollouts::WatchdogSeen::default();
-        App { store, config, clock, started_at, ca_cert_pem, package_signing_keys, sensor_auth, ti, watchdog_seen }
+        let ended_cursor = health::EndedCursor::default();
+        App {
+            store,
+            config,
+            clock,
+            started_at,
+            ca_cert_pem,
+            package_signing_keys,
+            sensor_auth,
+            ti,
+            watchdog_seen,
+            ended_cursor,
+        }
     }
 
     /// The short-lived cache of sensor authentications; call `revoke_all` on it after any
