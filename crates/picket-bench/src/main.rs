@@ -184,6 +184,17 @@ fn peak_rss_mib(pid: u32) -> Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// CPU seconds (user + system) a process has used so far (`/proc/PID/stat`, 100 ticks a
+/// second on Linux): the server's share of an export, less noisy than its wall time.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = stat.rsplit_once(')').context("/proc stat without a command")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> { Ok(fields.get(i - 3).context("short /proc stat")?.parse::<f64>()?) };
+    Ok((ticks(14)? + ticks(15)?) / 100.0)
+}
+
 async fn bench_lists(args: &Args, server: &Server, client: &reqwest::Client) -> Result<()> {
     println!("## list: first page, {} requests per shape", args.list_requests);
     let mut all = Vec::new();
@@ -216,6 +227,7 @@ async fn bench_export(args: &Args, server: &Server, client: &reqwest::Client) ->
     let mut times = Vec::new();
     for run in 1..=args.export_runs.max(1) {
         let before = peak_rss_mib(server.child.id())?;
+        let cpu_before = cpu_seconds(server.child.id())?;
         let t = Instant::now();
         let r = client.get(format!("{}/api/v1/sensors/export.csv", server.base)).bearer_auth(TOKEN).send().await?;
         if !r.status().is_success() {
@@ -231,8 +243,9 @@ async fn bench_export(args: &Args, server: &Server, client: &reqwest::Client) ->
         }
         let elapsed = t.elapsed();
         let after = peak_rss_mib(server.child.id())?;
+        let cpu = cpu_seconds(server.child.id())? - cpu_before;
         println!(
-            "run {run}: rows={} bytes={} chunks={chunks} time={:.2} s server peak RSS before={before:.0} MiB after={after:.0} MiB",
+            "run {run}: rows={} bytes={} chunks={chunks} time={:.2} s server cpu={cpu:.2} s server peak RSS before={before:.0} MiB after={after:.0} MiB",
             lines.saturating_sub(1),
             bytes,
             elapsed.as_secs_f64()

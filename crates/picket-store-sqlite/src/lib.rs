@@ -48,6 +48,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Read-only connections.
     reader: SqlitePool,
+    /// Sensors per batch of a streamed export (`export::EXPORT_BATCH_ROWS`).
+    export_batch_rows: u32,
 }
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
@@ -142,7 +144,14 @@ impl SqliteStore {
             sqlx::query(pragma).execute(&writer).await.map_err(db_err)?;
         }
         tracing::debug!(path = %path.display(), "opened SQLite store");
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore { writer, reader, export_batch_rows: export::EXPORT_BATCH_ROWS })
+    }
+
+    /// The same store with streamed exports read `rows` sensors per batch (at least 1): tests
+    /// use small batches to cross batch boundaries with a small fleet.
+    pub fn with_export_batch_rows(mut self, rows: u32) -> Self {
+        self.export_batch_rows = rows.max(1);
+        self
     }
 
     async fn write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {

@@ -25,6 +25,20 @@ picket_store::ti_package_conformance_tests!(fresh_store().await);
 picket_store::list_conformance_tests!(fresh_store().await);
 picket_store::export_conformance_tests!(fresh_store().await);
 
+/// The export conformance again with batches of 3 sensors (2,048 in production), so every
+/// case crosses batch boundaries: cursors between batches, the last batch full or short.
+mod export_in_small_batches {
+    use super::*;
+
+    async fn small_batch_store() -> (Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("picket.db")).await.expect("open SQLite store");
+        (Arc::new(store.with_export_batch_rows(3)), dir)
+    }
+
+    picket_store::export_conformance_tests!(small_batch_store().await);
+}
+
 /// Migration 0017's triggers follow changes made outside the store (another connection).
 #[tokio::test]
 async fn rollout_group_counts_follow_raw_changes() {

@@ -228,13 +228,46 @@ where
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }).boxed()
 }
 
-/// The reading task's loop, shared by the backends: encodes each row of `rows` (read into
-/// cells by `cells`) into a chunk buffer and sends every full chunk on `tx`, then the rest.
-/// Returns early, without error, when the consumer has gone; the caller sends an error on.
+/// Encodes an export's rows into chunks of about `chunk_bytes`: the buffer every backend's
+/// reading task writes rows into and hands on when full.
+pub struct ExportChunker {
+    encoder: Box<dyn ExportEncoder>,
+    buf: Vec<u8>,
+    chunk_bytes: usize,
+    capacity: usize,
+}
+
+impl ExportChunker {
+    /// A chunker writing rows with `encoder` into chunks of at least `chunk_bytes` (min 1).
+    pub fn new(encoder: Box<dyn ExportEncoder>, chunk_bytes: usize) -> Self {
+        let chunk_bytes = chunk_bytes.max(1);
+        let capacity = chunk_bytes + chunk_bytes / 8;
+        Self { encoder, buf: Vec::with_capacity(capacity), chunk_bytes, capacity }
+    }
+
+    /// Encodes one row; returns the chunk once it is full (a fresh buffer takes its place).
+    pub fn push(&mut self, cells: &ExportCells<'_>) -> StoreResult<Option<Vec<u8>>> {
+        self.encoder.encode(cells, &mut self.buf).map_err(StoreError::Corrupt)?;
+        if self.buf.len() < self.chunk_bytes {
+            return Ok(None);
+        }
+        Ok(Some(std::mem::replace(&mut self.buf, Vec::with_capacity(self.capacity))))
+    }
+
+    /// The last, partly filled chunk (none when empty).
+    pub fn finish(self) -> Option<Vec<u8>> {
+        (!self.buf.is_empty()).then_some(self.buf)
+    }
+}
+
+/// The reading task's loop for a backend that reads row by row: encodes each row of `rows`
+/// (read into cells by `cells`) through an [`ExportChunker`] and sends every full chunk on
+/// `tx`, then the rest. Returns early, without error, when the consumer has gone; the caller
+/// sends an error on.
 pub async fn pump_export<R, S, F>(
     rows: S,
     cells: F,
-    mut encoder: Box<dyn ExportEncoder>,
+    encoder: Box<dyn ExportEncoder>,
     chunk_bytes: usize,
     tx: &ExportSender,
 ) -> StoreResult<()>
@@ -242,22 +275,18 @@ where
     S: Stream<Item = StoreResult<R>>,
     F: for<'r> Fn(&'r R) -> StoreResult<ExportCells<'r>>,
 {
-    let chunk_bytes = chunk_bytes.max(1);
-    let capacity = chunk_bytes + chunk_bytes / 8;
-    let mut buf = Vec::with_capacity(capacity);
+    let mut chunker = ExportChunker::new(encoder, chunk_bytes);
     let mut rows = std::pin::pin!(rows);
     while let Some(row) = rows.next().await {
         let row = row?;
-        encoder.encode(&cells(&row)?, &mut buf).map_err(StoreError::Corrupt)?;
-        if buf.len() >= chunk_bytes {
-            let full = std::mem::replace(&mut buf, Vec::with_capacity(capacity));
-            if tx.send(Ok(full)).await.is_err() {
-                return Ok(());
-            }
+        if let Some(full) = chunker.push(&cells(&row)?)?
+            && tx.send(Ok(full)).await.is_err()
+        {
+            return Ok(());
         }
     }
-    if !buf.is_empty() {
-        let _ = tx.send(Ok(buf)).await;
+    if let Some(rest) = chunker.finish() {
+        let _ = tx.send(Ok(rest)).await;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Conformance of the streamed export (`SensorExportStore::export_stream`): one ordered pass
 //! that holds exactly the rows the keyset pages hold, in the same order, for every sort,
 //! filter and scope; chunks of the size asked; an encoder's error ends the stream; a stream
-//! dropped part way leaves the store usable.
+//! dropped part way leaves the store usable; writes made while it streams are not in it.
 
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ macro_rules! export_conformance_tests {
         $crate::export_conformance_tests!(@each $make;
             export_stream_agrees_with_pages,
             export_stream_errors_and_early_drop,
+            export_stream_is_one_snapshot,
         );
     };
     (@each $make:expr; $($name:ident),+ $(,)?) => {
@@ -157,4 +158,29 @@ pub async fn export_stream_errors_and_early_drop(store: Arc<dyn Store>) {
 /// The name (as stored) of the row whose lower-cased name is `lower`.
 fn stored_name(rows: &[crate::SensorRow], lower: &str) -> String {
     rows.iter().find(|r| r.name.to_lowercase() == lower).expect("row").name.clone()
+}
+
+/// The export is one moment of the store: sensors deleted and created while it streams
+/// (after its first chunk) are exported as they were when it started, however the backend
+/// reads (one statement, or batches in one read transaction).
+pub async fn export_stream_is_one_snapshot(store: Arc<dyn Store>) {
+    let rows = seeded(&store, 40, 11).await;
+    let q = all_ctx_query(SensorFilter::default(), Scope::All, ctx());
+    let before: Vec<Vec<u8>> =
+        store.export_stream(&q, Box::new(DebugLines), 4096).map(|c| c.expect("chunk")).collect().await;
+    let before = lines(&before);
+    assert_eq!(before.len(), 40);
+
+    let mut s = store.export_stream(&q, Box::new(DebugLines), 1);
+    let mut during = vec![s.next().await.expect("a first chunk").expect("chunk")];
+    for r in &rows {
+        store.delete_sensor(&r.id, &Scope::All, &audit("sensor.delete")).await.expect("delete while exporting");
+    }
+    let after: Vec<Vec<u8>> =
+        store.export_stream(&q, Box::new(DebugLines), 4096).map(|c| c.expect("chunk")).collect().await;
+    assert!(lines(&after).is_empty(), "every sensor deleted");
+    while let Some(c) = s.next().await {
+        during.push(c.expect("chunk after the deletes"));
+    }
+    assert_eq!(lines(&during), before, "the export begun before the deletes");
 }
