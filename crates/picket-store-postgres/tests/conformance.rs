@@ -40,3 +40,16 @@ async fn rollout_group_counts_follow_raw_changes() {
     };
     picket_store::rollouts_conformance::rollout_group_counts_follow_raw_changes(Arc::new(store), &raw).await;
 }
+
+/// Migration 0023's trigger keeps `sensors.blocked_kinds` equal to the open and muted issues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_kinds_follow_every_issue_change() {
+    let url = picket_testkit::pg::fresh_database_url().await;
+    let store = PgStore::connect(&url).await.expect("connect to the test database");
+    let pool = sqlx::PgPool::connect(&url).await.expect("a second connection");
+    let raw = move |q: &'static str| -> futures_util::future::BoxFuture<'static, i64> {
+        let pool = pool.clone();
+        Box::pin(async move { sqlx::query_scalar(q).fetch_one(&pool).await.unwrap_or_else(|e| panic!("{q}: {e}")) })
+    };
+    picket_store::health_conformance::blocked_kinds_follow_every_issue_change(Arc::new(store), &raw).await;
+}

@@ -56,3 +56,19 @@ async fn rollout_group_counts_follow_raw_changes() {
     };
     picket_store::rollouts_conformance::rollout_group_counts_follow_raw_changes(Arc::new(store), &raw).await;
 }
+
+/// Migration 0023's triggers keep `sensors.blocked_kinds` equal to the open and muted issues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_kinds_follow_every_issue_change() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("picket.db");
+    let store = SqliteStore::open(&path).await.expect("open SQLite store");
+    let options =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(&path).busy_timeout(std::time::Duration::from_secs(30));
+    let pool = sqlx::SqlitePool::connect_with(options).await.expect("a second connection");
+    let raw = move |q: &'static str| -> futures_util::future::BoxFuture<'static, i64> {
+        let pool = pool.clone();
+        Box::pin(async move { sqlx::query_scalar(q).fetch_one(&pool).await.unwrap_or_else(|e| panic!("{q}: {e}")) })
+    };
+    picket_store::health_conformance::blocked_kinds_follow_every_issue_change(Arc::new(store), &raw).await;
+}

@@ -280,35 +280,66 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
         has_id: bool,
     }
 
-    /// The [`Search`] of `kind`: the clock of `disconnected` on `sensors_last_contact`,
-    /// `service_status` on `sensors_service_status_sort`, the start-failed clock on the partial
-    /// `sensors_start_pending`, update failed (`status_base` 5) on `sensors_status_name`, not
-    /// configured on the partial `sensors_not_configured` (migration 0020: only updating and
-    /// failed sensors rank before it, 5 to 7), `version_key` on `sensors_version_key`.
+    /// The bit of `kind` in `sensors.blocked_kinds` (migration 0023: set by triggers while the
+    /// sensor has an open or muted issue of the kind); `None` for kinds raised by events.
+    pub fn blocked_bit(kind: HealthIssueKind) -> Option<i64> {
+        use HealthIssueKind::*;
+        Some(match kind {
+            Disconnected => 1,
+            ServiceStopped => 2,
+            StartFailed => 4,
+            NotConfigured => 8,
+            UpdateFailed => 16,
+            Outdated => 32,
+            _ => return None,
+        })
+    }
+
+    /// `(blocked_kinds & <bit>) = 0`, written with a literal so it matches the partial indexes
+    /// of migration 0023 (SQLite uses a partial index only for a query that repeats its terms).
+    fn unblocked(kind: HealthIssueKind) -> String {
+        format!("(blocked_kinds & {}) = 0", blocked_bit(kind).unwrap_or(0))
+    }
+
+    /// The [`Search`] of `kind`: the clock of `disconnected` on `sensors_last_contact`; the
+    /// others on migration 0023's partial indexes, which hold only the sensors without an open
+    /// or muted issue of the kind (`blocked_kinds`): `service_status` on
+    /// `sensors_unblocked_service_stopped`, the start-failed clock on
+    /// `sensors_unblocked_start_failed`, update failed (`status_base` 5) on
+    /// `sensors_unblocked_update_failed`, not configured on `sensors_unblocked_not_configured`
+    /// (only updating and failed sensors rank before it, 5 to 7), `version_key` on
+    /// `sensors_unblocked_outdated`. A sensor whose issue is open is then not read at all.
     fn search(kind: HealthIssueKind, ctx: &StatusContext, q: &mut SqlQuery) -> Option<Search> {
         use HealthIssueKind::*;
         let s = |predicate: String, index: &'static str, has_id: bool| Some(Search { predicate, index, has_id });
+        let free = unblocked(kind);
         match kind {
             Disconnected => {
                 let cutoff = ctx.disconnect_cutoff()?;
                 let c = q.bind(SqlParam::Int(cutoff.millis()));
                 s(format!("last_contact_at <= {c} AND +status_base >= 3"), "sensors_last_contact", false)
             }
-            ServiceStopped => {
-                s("service_status IN ('stopped', 'disabled')".to_string(), "sensors_service_status_sort", true)
-            }
+            ServiceStopped => s(
+                format!("service_status IN ('stopped', 'disabled') AND {free}"),
+                "sensors_unblocked_service_stopped",
+                true,
+            ),
             StartFailed => {
                 let sf = q.bind(SqlParam::Int(ctx.start_failed_cutoff().millis()));
-                let p = format!("start_pending_since IS NOT NULL AND status_base >= 3 AND start_pending_since < {sf}");
-                s(p, "sensors_start_pending", false)
+                let p = format!(
+                    "start_pending_since IS NOT NULL AND {free} AND start_pending_since < {sf} AND +status_base >= 3"
+                );
+                s(p, "sensors_unblocked_start_failed", false)
             }
-            UpdateFailed => s("status_base = 5".to_string(), "sensors_status_name", true),
-            NotConfigured => {
-                s(format!("{NOT_CONFIGURED} AND status_base IN (5, 6, 7)"), "sensors_not_configured", true)
-            }
+            UpdateFailed => s(format!("status_base = 5 AND {free}"), "sensors_unblocked_update_failed", true),
+            NotConfigured => s(
+                format!("{NOT_CONFIGURED} AND {free} AND status_base IN (5, 6, 7)"),
+                "sensors_unblocked_not_configured",
+                true,
+            ),
             Outdated => {
                 let below = q.bind(SqlParam::Int(ctx.outdated_below?.key()));
-                s(format!("version_key < {below}"), "sensors_version_key", false)
+                s(format!("{free} AND version_key < {below}"), "sensors_unblocked_outdated", false)
             }
             _ => None,
         }

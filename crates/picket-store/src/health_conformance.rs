@@ -16,6 +16,9 @@ use picket_domain::{
 use crate::health::{HealthIssueFilter, HealthIssueQuery, IssueCursor, NewHealthIssue, health_facts};
 use crate::{Audit, NewSensor, Scope, SensorRow, Store, StoreError, Subscription};
 
+mod blocked;
+pub use blocked::{BLOCKED_KINDS_MISMATCHES, RawCount, blocked_kinds_follow_every_issue_change};
+
 /// Expands into one `#[tokio::test]` per health conformance function (see
 /// `conformance_tests!` for `$make`).
 #[macro_export]
