@@ -108,3 +108,33 @@ pub async fn blocked_kinds_follow_every_issue_change(store: Arc<dyn Store>, raw:
     }
     no_mismatch(raw, "deletes").await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::sql::blocked_bit;
+
+    /// The bit of each kind is the same in the search (`blocked_bit`), in this suite's check and
+    /// in both backends' migration 0023, and each kind raised from facts has its own bit.
+    #[test]
+    fn blocked_bits_agree_everywhere() {
+        let migrations = [
+            include_str!("../../../picket-store-sqlite/migrations/0023_blocked_kinds.sql"),
+            include_str!("../../../picket-store-postgres/migrations/0023_blocked_kinds.sql"),
+        ];
+        let mut seen = 0;
+        for kind in HealthIssueKind::FROM_FACTS {
+            let bit = blocked_bit(*kind).expect("a kind raised from facts has a bit");
+            assert_eq!(bit.count_ones(), 1, "{kind}: one bit");
+            assert_eq!(seen & bit, 0, "{kind}: a bit of its own");
+            seen |= bit;
+            let case = format!("WHEN '{}' THEN {bit}", kind.as_str());
+            assert!(BLOCKED_KINDS_MISMATCHES.contains(&case), "{kind}: {case} in the check");
+            for m in migrations {
+                assert!(m.contains(&case), "{kind}: {case} in migration 0023");
+                assert!(m.contains(&format!("(blocked_kinds & {bit}) = 0")) || *kind == HealthIssueKind::Disconnected);
+            }
+        }
+        assert_eq!(blocked_bit(HealthIssueKind::WatchdogRestart), None);
+    }
+}
