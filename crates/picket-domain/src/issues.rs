@@ -198,6 +198,19 @@ pub fn condition_holds(kind: HealthIssueKind, f: &HealthFacts, ctx: &StatusConte
     }
 }
 
+/// Whether an open issue of `kind` has ended: its condition no longer holds. For
+/// `disconnected` the grace period after a restart does not count (the control plane not
+/// having listened for long yet says nothing of the sensor): the issue ends when the sensor
+/// is heard from, or stops being one that can be disconnected; a restarted server neither
+/// closes nor reopens it. Kinds not raised from facts are ended by the code that raised them.
+pub fn condition_ended(kind: HealthIssueKind, f: &HealthFacts, ctx: &StatusContext) -> bool {
+    if !HealthIssueKind::FROM_FACTS.contains(&kind) {
+        return false;
+    }
+    let ctx = if kind == HealthIssueKind::Disconnected { ctx.without_grace() } else { *ctx };
+    !condition_holds(kind, f, &ctx)
+}
+
 /// The text of an issue as an operator reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueText {
@@ -527,5 +540,45 @@ mod tests {
                 prop_assert!(!describe(*k, &f, &c).detail.is_empty());
             }
         }
+
+        #[test]
+        fn an_issue_ends_when_its_condition_does_except_disconnected_in_the_grace_period(
+            f in arb_facts(), since in 0i64..30,
+        ) {
+            let mut c = ctx();
+            c.watching_since = Timestamp(NOW.0 - since * MIN);
+            for k in HealthIssueKind::ALL {
+                let ended = condition_ended(*k, &f, &c);
+                if !HealthIssueKind::FROM_FACTS.contains(k) {
+                    prop_assert!(!ended, "{} is not ended by facts", k);
+                } else if *k == HealthIssueKind::Disconnected {
+                    // Judged as if the control plane had always listened.
+                    prop_assert_eq!(ended, !condition_holds(*k, &f, &c.without_grace()));
+                    // Out of the grace period that is the plain rule.
+                    if c.disconnect_cutoff().is_some() {
+                        prop_assert_eq!(ended, !condition_holds(*k, &f, &c));
+                    }
+                } else {
+                    prop_assert_eq!(ended, !condition_holds(*k, &f, &c), "{}", k);
+                }
+            }
+        }
+    }
+
+    /// A silent sensor's open `disconnected` issue stays open through a restart's grace period
+    /// and ends once it is heard from, grace or not.
+    #[test]
+    fn a_restart_neither_closes_nor_opens_disconnected() {
+        let mut silent = healthy();
+        silent.status.last_seen_at = Some(Timestamp(NOW.0 - 60 * MIN));
+        let restarted = StatusContext { watching_since: Timestamp(NOW.0 - 2 * MIN), ..ctx() };
+        let kind = HealthIssueKind::Disconnected;
+        assert!(condition_holds(kind, &silent, &ctx()));
+        assert!(!condition_holds(kind, &silent, &restarted), "no new issue in the grace period");
+        assert!(!condition_ended(kind, &silent, &restarted), "nor is an open one closed");
+        let mut back = silent;
+        back.status.last_seen_at = Some(Timestamp(NOW.0 - MIN));
+        assert!(condition_ended(kind, &back, &restarted));
+        assert!(condition_ended(kind, &back, &ctx()));
     }
 }

@@ -111,6 +111,13 @@ impl StatusContext {
         (self.watching_since <= cutoff).then_some(cutoff)
     }
 
+    /// This context without the grace period after `watching_since`: what a sensor's silence
+    /// means once the control plane has been listening long enough. An open `disconnected`
+    /// issue is judged by it (`issues::condition_ended`): a restart is no news of the sensor.
+    pub fn without_grace(&self) -> StatusContext {
+        StatusContext { watching_since: Timestamp(i64::MIN), ..*self }
+    }
+
     /// A service started strictly before this instant without pulling configuration since is
     /// `start_failed`.
     pub fn start_failed_cutoff(&self) -> Timestamp {

@@ -432,12 +432,14 @@ AND {cond} LIMIT {n}"
         q
     }
 
-    /// `CASE <kind column> WHEN 'disconnected' THEN <condition> ... ELSE TRUE END`: the
-    /// condition of the issue's own kind (kinds raised by events always "hold").
+    /// `CASE <kind column> WHEN 'disconnected' THEN <condition> ... ELSE TRUE END`: whether an
+    /// open issue of its own kind goes on (`NOT picket_domain::issues::condition_ended`:
+    /// `disconnected` without the grace period; kinds raised by events always "hold").
     fn condition_of_kind(kind_column: &str, ctx: &StatusContext, q: &mut SqlQuery) -> String {
         let mut s = format!("(CASE {kind_column}");
         for kind in HealthIssueKind::FROM_FACTS {
-            let cond = condition_sql(*kind, ctx, q);
+            let c = if *kind == HealthIssueKind::Disconnected { ctx.without_grace() } else { *ctx };
+            let cond = condition_sql(*kind, &c, q);
             s.push_str(&format!(" WHEN '{}' THEN {cond}", kind.as_str()));
         }
         s.push_str(" ELSE TRUE END)");

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use picket_domain::issues::{HealthIssueKind, IssueStatus, condition_holds, describe};
+use picket_domain::issues::{HealthIssueKind, IssueStatus, condition_ended, condition_holds, describe};
 use picket_domain::{
     HealthStatus, Mode, SensorType, ServiceStatus, Severity, StatusContext, StatusTimings, Timestamp, UpdateState,
     Version,
@@ -197,19 +197,27 @@ pub async fn health_conditions_agree_with_the_domain(store: Arc<dyn Store>) {
             assert!(opened.expect("open_health_issue").is_some(), "unconditional open of {kind}");
         }
     }
+    // First in the grace period after a restart (no `disconnected` closes for silence alone),
+    // then outside it: each pass closes what `condition_ended` says and was still open.
+    let ended = |kind: HealthIssueKind, c: &StatusContext| -> BTreeSet<String> {
+        rows.iter().filter(|r| condition_ended(kind, &health_facts(r), c)).map(|r| r.id.clone()).collect()
+    };
+    let in_grace = store.close_ended_health_issues(&grace).await.expect("close_ended_health_issues");
     let all_closed = store.close_ended_health_issues(&c).await.expect("close_ended_health_issues");
     for kind in HealthIssueKind::FROM_FACTS {
-        let closed: BTreeSet<String> =
-            all_closed.iter().filter(|i| i.kind == *kind).map(|i| i.sensor_id.clone()).collect();
-        let expected: BTreeSet<String> =
-            rows.iter().filter(|r| !condition_holds(*kind, &health_facts(r), &c)).map(|r| r.id.clone()).collect();
-        assert_eq!(closed, expected, "{kind}: auto-closed sensors");
+        let of_kind = |closed: &[crate::HealthIssue]| -> BTreeSet<String> {
+            closed.iter().filter(|i| i.kind == *kind).map(|i| i.sensor_id.clone()).collect()
+        };
+        assert_eq!(of_kind(&in_grace), ended(*kind, &grace), "{kind}: auto-closed in the grace period");
+        let expected: BTreeSet<String> = ended(*kind, &c).difference(&ended(*kind, &grace)).cloned().collect();
+        assert_eq!(of_kind(&all_closed), expected, "{kind}: auto-closed after it");
     }
-    // Counts and health rank follow the open issues.
+    // Counts and health rank follow the open issues (those neither pass closed).
     for r in rows.iter().take(60) {
+        let f = health_facts(r);
         let holds: Vec<Severity> = HealthIssueKind::FROM_FACTS
             .iter()
-            .filter(|k| condition_holds(**k, &health_facts(r), &c))
+            .filter(|k| !condition_ended(**k, &f, &grace) && !condition_ended(**k, &f, &c))
             .map(|k| k.severity())
             .collect();
         let got = store.get_sensor(&r.id, &Scope::All).await.expect("get_sensor").expect("sensor");
@@ -548,6 +556,11 @@ pub async fn health_issue_lifecycle(store: Arc<dyn Store>) {
     assert_eq!(tick(&store, &grace, "g").await, (0, 0), "no disconnected issue during the grace period");
     assert_eq!(tick(&store, &ctx(), "a").await, (1, 0), "disconnected after 11 minutes of silence");
     assert_eq!(tick(&store, &ctx(), "b").await, (0, 0), "never a second open issue");
+    // The server restarts: its grace period neither closes the open issue nor opens another.
+    let restarted = StatusContext { watching_since: Timestamp(NOW.0 - MIN), ..ctx() };
+    assert_eq!(tick(&store, &restarted, "r").await, (0, 0), "a restart keeps the open disconnected issue");
+    let batch = store.close_ended_health_issues_after(&restarted, None, 100).await.expect("ended after");
+    assert!(batch.closed.is_empty(), "{:?}", batch.closed);
     let row = store.get_sensor("s1", &Scope::All).await.expect("get").expect("sensor");
     assert_eq!((row.open_issues, row.health_status), (1, HealthStatus::NotHealthyHigh));
     let open = store
