@@ -115,7 +115,7 @@ impl TiPackageStore for SqliteStore {
     }
 
     async fn ti_stale_candidates(&self, rule: &TiStaleRule, limit: u32) -> StoreResult<Vec<TiStaleSensor>> {
-        let q = sql::candidates_sql(rule, limit);
+        let q = sql::candidates_sql_with(rule, limit, picket_store::health::sql::IndexHints::IndexedBy);
         let rows =
             bind(dynamic(q.sql.clone()), values(&q)).fetch_all(&mut *self.read().await?).await.map_err(db_err)?;
         rows.iter().map(|r| sql::decode_stale(&Cols(r))).collect()

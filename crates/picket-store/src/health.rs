@@ -280,8 +280,9 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
         has_id: bool,
     }
 
-    /// The bit of `kind` in `sensors.blocked_kinds` (migration 0023: set by triggers while the
-    /// sensor has an open or muted issue of the kind); `None` for kinds raised by events.
+    /// The bit of `kind` in `sensors.blocked_kinds` (migrations 0023 and 0024: set by triggers
+    /// while the sensor has an open or muted issue of the kind); `None` for kinds raised by
+    /// events (`ti_stale` has one: the job raises it from the TI versions).
     pub fn blocked_bit(kind: HealthIssueKind) -> Option<i64> {
         use HealthIssueKind::*;
         Some(match kind {
@@ -291,6 +292,7 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
             NotConfigured => 8,
             UpdateFailed => 16,
             Outdated => 32,
+            TiStale => 64, // migration 0024
             _ => return None,
         })
     }

@@ -130,7 +130,9 @@ pub trait TiPackageStore: Send + Sync {
 /// The SQL both backends share for TI packages (`$N` dialect).
 pub mod sql {
     use super::*;
+    use crate::health::sql::{IndexHints, blocked_bit};
     use crate::query::{SqlParam, SqlQuery};
+    use picket_domain::issues::HealthIssueKind;
 
     /// The highest stored version.
     pub const SELECT_CURRENT_VERSION: &str = "SELECT MAX(version) FROM ti_packages";
@@ -195,13 +197,28 @@ AND last_seen_at IS NOT NULL{seen} AND COALESCE(ti_version, 0) < {below})"
         )
     }
 
-    /// Sensors to open a `ti_stale` issue for: `id, name, ti_version`.
+    /// Sensors to open a `ti_stale` issue for: `id, name, ti_version` (PostgreSQL's text;
+    /// SQLite uses [`candidates_sql_with`] and `IndexHints::IndexedBy`).
     pub fn candidates_sql(rule: &TiStaleRule, limit: u32) -> SqlQuery {
+        candidates_sql_with(rule, limit, IndexHints::None)
+    }
+
+    /// Sensors to open a `ti_stale` issue for, read through the partial index
+    /// `sensors_unblocked_ti_stale` (migration 0024: cloud-connected sensors without an open or
+    /// muted `ti_stale` issue, by `COALESCE(ti_version, 0)`), so a tick reads the sensors
+    /// behind the stale version that have no issue yet, not the fleet.
+    pub fn candidates_sql_with(rule: &TiStaleRule, limit: u32, hints: IndexHints) -> SqlQuery {
         let mut q = SqlQuery::default();
         let cond = condition_sql(rule, &mut q);
         let limit = q.bind(SqlParam::Int(i64::from(limit)));
+        let from = match hints {
+            IndexHints::None => "sensors",
+            IndexHints::IndexedBy => "sensors INDEXED BY sensors_unblocked_ti_stale",
+        };
+        let bit = blocked_bit(HealthIssueKind::TiStale).unwrap_or(0);
         q.sql = format!(
-            "SELECT id, name, ti_version FROM sensors WHERE {cond} AND NOT EXISTS (SELECT 1 FROM health_issues h \
+            "SELECT id, name, ti_version FROM {from} WHERE mode = 'cloud_connected' AND (blocked_kinds & {bit}) = 0 \
+AND {cond} AND NOT EXISTS (SELECT 1 FROM health_issues h \
 WHERE h.sensor_id = sensors.id AND h.kind = 'ti_stale' AND (h.status = 'open' OR h.muted)) LIMIT {limit}"
         );
         q
