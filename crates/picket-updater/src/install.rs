@@ -125,62 +125,85 @@ pub fn install(o: &InstallOptions) -> anyhow::Result<()> {
         return Err(anyhow::Error::new(e).context("refusing the package"));
     }
     let version = verified.manifest.version.to_string();
-    let entrypoint = verified.manifest.entrypoint.clone();
     say(&format!(
         "verified {}: version {version}, signed by key {}, SHA-256 {}",
         package.display(),
         verified.key_id,
         verified.package_sha256
     ));
-    layout.clean_partials();
-    let dest = layout.version_dir(&version);
-    if std::fs::symlink_metadata(&dest).is_ok() {
-        // Left by an install that crashed before writing the journal: never in use.
-        std::fs::remove_dir_all(&dest).with_context(|| format!("removing the leftover {}", dest.display()))?;
+    // Held while this install writes the dir (a `run` started meanwhile is refused). The
+    // journal is checked again under it: another install may have finished meanwhile.
+    let lock = layout.lock()?;
+    if layout.journal().exists() {
+        bail!("{} was installed meanwhile by another picket-updater install", root.display());
     }
-    picket_package::extract_file(package, &verified, &dest, &trust.limits)
-        .with_context(|| format!("extracting to {}", dest.display()))?;
-    say(&format!("extracted {} file(s) to {}", verified.manifest.files.len(), dest.display()));
+    // The writing half, undone as a whole if any step fails.
+    let installed = (|| -> anyhow::Result<()> {
+        let entrypoint = verified.manifest.entrypoint.clone();
+        layout.clean_partials();
+        let dest = layout.version_dir(&version);
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            // Left by an install that crashed before writing the journal: never in use.
+            std::fs::remove_dir_all(&dest).with_context(|| format!("removing the leftover {}", dest.display()))?;
+        }
+        picket_package::extract_file(package, &verified, &dest, &trust.limits)
+            .with_context(|| format!("extracting to {}", dest.display()))?;
+        say(&format!("extracted {} file(s) to {}", verified.manifest.files.len(), dest.display()));
+        let config = UpdaterConfig {
+            format: FORMAT,
+            state_dir: state_dir.clone(),
+            package_signing_keys: file.package_signing_keys.clone(),
+            service_user: o.service_user.clone(),
+        };
+        write_json(&layout.config(), &config)?;
+        Journal::fresh(&version, &entrypoint).save(&layout)?;
+        layout.switch_current(&version)?;
+        say(&format!("{} -> {version}", layout.current().display()));
+        std::fs::create_dir_all(state_dir.join("update"))
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        std::fs::create_dir_all(layout.downloads())?;
+        if let Some((uid, gid)) = ids {
+            user::chown_tree(&state_dir, uid, gid)?;
+            say(&format!("the state dir {} belongs to the service user (uid {uid})", state_dir.display()));
+        }
+        say(&format!("state dir {}", state_dir.display()));
+        if state_dir.join("sensor.json").exists() {
+            say("the state dir already holds an activated sensor: not activating again");
+            return Ok(());
+        }
+        let program = layout.current().join(&entrypoint);
+        let mut cmd = std::process::Command::new(&program);
+        cmd.arg("activate")
+            .arg("--activation-file")
+            .arg(absolute(&o.activation_file)?)
+            .arg("--state-dir")
+            .arg(&state_dir);
+        cmd.stdin(std::process::Stdio::null());
+        if let Some((uid, gid)) = ids {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        let out = cmd.output().with_context(|| format!("starting {}", program.display()))?;
+        if !out.status.success() {
+            bail!(
+                "activating the sensor failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
+        }
+        say(String::from_utf8_lossy(&out.stdout).trim());
+        Ok(())
+    })();
     discard();
-    let config = UpdaterConfig {
-        format: FORMAT,
-        state_dir: state_dir.clone(),
-        package_signing_keys: file.package_signing_keys.clone(),
-        service_user: o.service_user.clone(),
-    };
-    write_json(&layout.config(), &config)?;
-    Journal::fresh(&version, &entrypoint).save(&layout)?;
-    layout.switch_current(&version)?;
-    say(&format!("{} -> {version}", layout.current().display()));
-    std::fs::create_dir_all(state_dir.join("update")).with_context(|| format!("creating {}", state_dir.display()))?;
-    std::fs::create_dir_all(layout.downloads())?;
-    if let Some((uid, gid)) = ids {
-        user::chown_tree(&state_dir, uid, gid)?;
-        say(&format!("the state dir {} belongs to the service user (uid {uid})", state_dir.display()));
+    if let Err(e) = installed {
+        // Leave the dir as it was, so the same install can be run again once the cause is fixed
+        // (the state dir keeps the identity the sensor made: activation resumes with it).
+        layout.undo_install(&version);
+        drop(lock);
+        let _ = std::fs::remove_file(layout.lock_path());
+        return Err(e.context(format!("nothing was left installed in {}", root.display())));
     }
-    say(&format!("state dir {}", state_dir.display()));
-    if state_dir.join("sensor.json").exists() {
-        say("the state dir already holds an activated sensor: not activating again");
-        return Ok(());
-    }
-    let program = layout.current().join(&entrypoint);
-    let mut cmd = std::process::Command::new(&program);
-    cmd.arg("activate").arg("--activation-file").arg(absolute(&o.activation_file)?).arg("--state-dir").arg(&state_dir);
-    cmd.stdin(std::process::Stdio::null());
-    if let Some((uid, gid)) = ids {
-        use std::os::unix::process::CommandExt;
-        cmd.uid(uid).gid(gid);
-    }
-    let out = cmd.output().with_context(|| format!("starting {}", program.display()))?;
-    if !out.status.success() {
-        bail!(
-            "activating the sensor failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
-    }
-    say(String::from_utf8_lossy(&out.stdout).trim());
     say(&format!("installed; start the service with `picket-updater run --install-dir {}`", root.display()));
     Ok(())
 }

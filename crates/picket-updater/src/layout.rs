@@ -12,6 +12,9 @@
 //! - `<install-dir>/downloads/`: packages being downloaded (`<sha256>.part`) and complete ones;
 //! - `<install-dir>/sensor.pid`: the running sensor's pid and start time, so a restarted
 //!   updater stops a sensor left over by a killed one;
+//! - `<install-dir>/updater.lock`: locked (`flock`, exclusive) by the one `run` supervising
+//!   the dir and by `install` while it writes, so a second `run` cannot start a second sensor;
+//!   the kernel releases it when the process ends, however it ends;
 //! - `<state-dir>/update/`: the files shared with the sensor (update protocol).
 //!
 //! Every file is written to a temporary name, synced and renamed.
@@ -78,6 +81,51 @@ impl Layout {
     /// `sensor.pid`.
     pub fn pidfile(&self) -> PathBuf {
         self.root.join("sensor.pid")
+    }
+    /// Removes what a failed `install` of `version` wrote (`current`, `journal.json`,
+    /// `updater.json`, the extracted `<version>/`), so the install can be run again; the
+    /// state dir is left alone. Best effort: a failure to remove is logged.
+    pub fn undo_install(&self, version: &str) {
+        for file in [self.current(), self.journal(), self.config()] {
+            if let Err(e) = std::fs::remove_file(&file)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %file.display(), error = %e, "cannot remove after a failed install");
+            }
+        }
+        let dir = self.version_dir(version);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %dir.display(), error = %e, "cannot remove after a failed install");
+        }
+    }
+
+    /// `updater.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("updater.lock")
+    }
+
+    /// Takes `updater.lock` for as long as the returned file lives; an error if another
+    /// process holds it (another `run` on this dir, or an `install` writing it).
+    pub fn lock(&self) -> anyhow::Result<std::fs::File> {
+        let path = self.lock_path();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another picket-updater is using {} (it holds {}): only one `picket-updater run` may supervise an \
+                 install dir, or two sensors would run and update it at once; stop the other one first",
+                self.root.display(),
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+        }
     }
 
     /// The version `current` points at, if any.

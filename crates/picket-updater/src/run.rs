@@ -70,6 +70,8 @@ enum GrantError {
 pub async fn run(install_dir: PathBuf, opts: RunOptions, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let layout = Layout { root: install_dir };
     let cfg: UpdaterConfig = layout.read_config()?;
+    // Held until `run` returns: one supervisor per install dir.
+    let _lock = layout.lock()?;
     let ids = match &cfg.service_user {
         Some(name) if crate::user::is_root() => {
             Some(crate::user::lookup(name).with_context(|| format!("the service user {name} does not exist"))?)

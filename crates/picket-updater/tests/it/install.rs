@@ -40,6 +40,42 @@ async fn install_and_run(backend: Backend) {
         update_file(&inst, "service").filter(|s| s["service_status"] == "running")
     })
     .await;
+    // A second `run` on the same dir is refused and the first one's sensor stays the only one.
+    let mut second = std::process::Command::new(UPDATER)
+        .args(["run", "--install-dir", inst.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a second picket-updater run");
+    let exited =
+        wait_for(Duration::from_secs(20), "the second run to give up", async || second.try_wait().expect("try_wait"))
+            .await;
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    assert!(!exited.success(), "a second run is refused: {err}");
+    assert!(err.contains("only one `picket-updater run` may supervise an install dir"), "{err}");
+    assert_eq!(sensor_processes(&inst).len(), 1, "one sensor process");
+    // An install whose activation fails (the token was used above) leaves nothing behind, so
+    // it can be run again once the cause is fixed: again it fails at the activation.
+    let inst2 = server.dir.path().join("inst2");
+    for attempt in ["first", "second"] {
+        let out = updater(&[
+            "install",
+            "--quiet",
+            "--activation-file",
+            activation.to_str().unwrap(),
+            "--install-dir",
+            inst2.to_str().unwrap(),
+            "--package",
+            pkg.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{attempt}: a used activation token is refused");
+        assert!(err.contains("activating the sensor failed") && err.contains("nothing was left installed"), "{err}");
+        nothing_installed(&inst2, attempt);
+        assert!(!inst2.join("updater.lock").exists(), "{attempt}: no lock left");
+    }
     // A sensor that dies is restarted.
     let pid = sensor_pid(&inst).expect("a sensor runs");
     std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
