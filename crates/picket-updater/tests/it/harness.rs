@@ -487,9 +487,9 @@ pub fn updater(args: &[&str]) -> Output {
     Command::new(UPDATER).args(args).stdin(Stdio::null()).output().expect("run picket-updater")
 }
 
-/// `picket-updater install --quiet` of `pkg` into `inst`, which must succeed.
-pub fn install(activation: &Path, pkg: &Path, inst: &Path) {
-    let out = Command::new(UPDATER)
+/// `picket-updater install --quiet` of `pkg` into `inst`, whatever its outcome.
+pub fn try_install(activation: &Path, pkg: &Path, inst: &Path) -> Output {
+    Command::new(UPDATER)
         .arg("install")
         .arg("--quiet")
         .arg("--activation-file")
@@ -500,7 +500,12 @@ pub fn install(activation: &Path, pkg: &Path, inst: &Path) {
         .arg(pkg)
         .stdin(Stdio::null())
         .output()
-        .expect("run picket-updater install");
+        .expect("run picket-updater install")
+}
+
+/// `picket-updater install --quiet` of `pkg` into `inst`, which must succeed.
+pub fn install(activation: &Path, pkg: &Path, inst: &Path) {
+    let out = try_install(activation, pkg, inst);
     assert!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -13,16 +13,7 @@ async fn install_and_run(backend: Backend) {
     let (id, activation) = server.onboard("dc-updater-1").await;
     let pkg = package(&server.key, "1.0.0", server.dir.path());
     let inst = server.dir.path().join("inst");
-    let out = updater(&[
-        "install",
-        "--quiet",
-        "--activation-file",
-        activation.to_str().unwrap(),
-        "--install-dir",
-        inst.to_str().unwrap(),
-        "--package",
-        pkg.to_str().unwrap(),
-    ]);
+    let out = try_install(&activation, &pkg, &inst);
     assert!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.is_empty() && out.stderr.is_empty(), "--quiet prints nothing: {out:?}");
     assert_eq!(current(&inst).as_deref(), Some("1.0.0"));
@@ -60,16 +51,7 @@ async fn install_and_run(backend: Backend) {
     // it can be run again once the cause is fixed: again it fails at the activation.
     let inst2 = server.dir.path().join("inst2");
     for attempt in ["first", "second"] {
-        let out = updater(&[
-            "install",
-            "--quiet",
-            "--activation-file",
-            activation.to_str().unwrap(),
-            "--install-dir",
-            inst2.to_str().unwrap(),
-            "--package",
-            pkg.to_str().unwrap(),
-        ]);
+        let out = try_install(&activation, &pkg, &inst2);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{attempt}: a used activation token is refused");
         assert!(err.contains("activating the sensor failed") && err.contains("nothing was left installed"), "{err}");
@@ -110,16 +92,7 @@ async fn refused_packages_leave_nothing_installed() {
     let unknown = package(&other, "1.0.1", &dir.join("other"));
     for (pkg, why) in [(&tampered, "tampered"), (&unknown, "unknown key")] {
         let inst = dir.join(format!("inst-{}", why.replace(' ', "-")));
-        let out = updater(&[
-            "install",
-            "--quiet",
-            "--activation-file",
-            activation.to_str().unwrap(),
-            "--install-dir",
-            inst.to_str().unwrap(),
-            "--package",
-            pkg.to_str().unwrap(),
-        ]);
+        let out = try_install(&activation, pkg, &inst);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{why}: refused");
         assert!(err.contains("refusing the package"), "{why}: {err}");
