@@ -53,3 +53,72 @@ async fn blocked_kinds_follow_every_issue_change() {
     };
     picket_store::health_conformance::blocked_kinds_follow_every_issue_change(Arc::new(store), &raw).await;
 }
+
+/// Migration 0025: two transactions changing issues of one sensor at once (one closes its
+/// `start_failed` issue, the other opens an `outdated` one and waits for the first's lock)
+/// leave the sensor's `blocked_kinds` as its issues say (it kept the closed kind's bit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_kinds_survive_concurrent_issue_changes() {
+    use picket_domain::{Mode, SensorType, Timestamp};
+    let url = picket_testkit::pg::fresh_database_url().await;
+    let store = PgStore::connect(&url).await.expect("connect to the test database");
+    let sensor = picket_store::NewSensor {
+        id: "s1".into(),
+        name: "DC-S1".into(),
+        sensor_type: SensorType::DomainController,
+        domain: "corp.example.com".into(),
+        subscription: "default".into(),
+        site: String::new(),
+        zone: "default".into(),
+        tags: Vec::new(),
+        mode: Mode::CloudConnected,
+        auto_ti_updates: false,
+        description: String::new(),
+        capture_setting: None,
+        delayed_update: false,
+        created_at: Timestamp(1_800_000_000_000),
+    };
+    let audit = picket_store::Audit { actor: "system".into(), action: "sensor.onboard".into(), at: sensor.created_at };
+    store.create_sensor(&sensor, &audit).await.expect("create_sensor");
+    let pool = sqlx::PgPool::connect(&url).await.expect("raw connections");
+    let insert = |id: &str, kind: &str| {
+        format!(
+            "INSERT INTO health_issues (id, sensor_id, kind, severity, severity_rank, status, opened_at, muted, title, \
+             detail, recommendation) VALUES ('{id}', 's1', '{kind}', 'low', 1, 'open', 1, FALSE, 't', 'd', 'r')"
+        )
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(insert("a", "start_failed"))).execute(&pool).await.expect("issue a");
+    let bits = async || -> i64 {
+        sqlx::query_scalar("SELECT blocked_kinds::BIGINT FROM sensors WHERE id = 's1'")
+            .fetch_one(&pool)
+            .await
+            .expect("bits")
+    };
+    assert_eq!(bits().await, 4);
+
+    let mut first = pool.begin().await.expect("begin");
+    sqlx::query("UPDATE health_issues SET status = 'closed' WHERE id = 'a'")
+        .execute(&mut *first)
+        .await
+        .expect("close a");
+    let second = {
+        let pool = pool.clone();
+        let sql = insert("b", "outdated");
+        tokio::spawn(async move {
+            let mut t = pool.begin().await.expect("begin");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *t).await.expect("open b");
+            t.commit().await.expect("commit b");
+        })
+    };
+    // Let the second transaction reach the sensor row's lock before the first commits.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!second.is_finished(), "the second transaction waits for the first");
+    first.commit().await.expect("commit a");
+    second.await.expect("second transaction");
+    assert_eq!(bits().await, 32, "only the open outdated issue's bit");
+    let wrong: i64 = sqlx::query_scalar(picket_store::health_conformance::BLOCKED_KINDS_MISMATCHES)
+        .fetch_one(&pool)
+        .await
+        .expect("mismatches");
+    assert_eq!(wrong, 0);
+}
