@@ -6,16 +6,17 @@
 use std::borrow::Cow;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use picket_domain::HealthStatus;
 use picket_store::export::{
-    ExportCells, ExportChunker, ExportChunks, ExportEncoder, ExportRow, ExportSender, SensorExportStore,
-    decode_export_row, export_page_sql, spawn_export, status_from_rank,
+    ExportCells, ExportChunker, ExportChunks, ExportEncoder, ExportRow, ExportSender, SensorExportStore, col,
+    decode_export_row, export_page_sql, export_stream_sql, pump_export, spawn_export, status_from_rank,
 };
 use picket_store::query::{CursorPos, NameSearch, SortValueKind};
 use picket_store::sql::{Columns, Value};
 use picket_store::{SensorQuery, SortValue, StoreError, StoreResult};
 use serde::Deserialize;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, Row};
 
 use super::{Cols, SqliteStore, bind, corrupt, db_err, dynamic};
@@ -38,8 +39,19 @@ impl SensorExportStore for SqliteStore {
     }
 
     fn export_stream(&self, q: &SensorQuery, encoder: Box<dyn ExportEncoder>, chunk_bytes: usize) -> ExportChunks {
-        let query = SensorQuery { after: None, limit: self.export_batch_rows, ..q.clone() };
         let reader = self.reader.clone();
+        if q.filter.q.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+            // A name search: every batch would run the trigram search again (a statement
+            // cannot keep its matches), quadratic in the matches; one statement reads them once.
+            let built = export_stream_sql(q, true, NameSearch::Fts5Trigram);
+            let values: Vec<Value> = built.params.into_iter().map(Value::from).collect();
+            return spawn_export(move |tx| async move {
+                let mut conn = reader.acquire().await.map_err(db_err)?;
+                let rows = bind(dynamic(built.sql), values).fetch(&mut *conn).map(|r| r.map_err(db_err));
+                pump_export(rows, cells, encoder, chunk_bytes, &tx).await
+            });
+        }
+        let query = SensorQuery { after: None, limit: self.export_batch_rows, ..q.clone() };
         spawn_export(move |tx| async move {
             let mut conn = reader.acquire().await.map_err(db_err)?;
             let mut chunker = ExportChunker::new(encoder, chunk_bytes);
@@ -111,10 +123,13 @@ where
 /// the export's columns, the status rank and the sort value ([`BatchRow`]).
 async fn fetch_batch(conn: &mut SqliteConnection, query: &SensorQuery) -> StoreResult<String> {
     let built = export_page_sql(query, true, NameSearch::Fts5Trigram);
+    // The page's own order, stated again for the aggregate (SQLite does not promise that an
+    // aggregate sees a subquery's rows in its order): the next cursor is the last element.
+    let dir = if query.sort.descending { "DESC" } else { "ASC" };
     let sql = format!(
         "SELECT json_group_array(json_array(id, name, sensor_type, domain, subscription, site, zone, tags, mode, \
-service_status, version, delayed_update, health_rank, open_issues, created_at, last_seen_at, status_rank, sort_value)) \
-AS batch FROM ({})",
+service_status, version, delayed_update, health_rank, open_issues, created_at, last_seen_at, status_rank, sort_value) \
+ORDER BY sort_value {dir}, id {dir}) AS batch FROM ({})",
         built.sql
     );
     let values: Vec<Value> = built.params.into_iter().map(Value::from).collect();
@@ -197,4 +212,28 @@ impl SortJson for i64 {
     fn to_sort_value(&self) -> SortValue {
         SortValue::Int(*self)
     }
+}
+
+/// A row of `export_stream_sql` (the name-search path), read by column position.
+fn cells(r: &SqliteRow) -> StoreResult<ExportCells<'_>> {
+    let text = |i: usize| r.try_get::<&str, _>(i).map_err(corrupt);
+    let int = |i: usize| r.try_get::<i64, _>(i).map_err(corrupt);
+    Ok(ExportCells {
+        name: text(col::NAME)?,
+        sensor_type: text(col::SENSOR_TYPE)?,
+        domain: text(col::DOMAIN)?,
+        subscription: text(col::SUBSCRIPTION)?,
+        site: text(col::SITE)?,
+        zone: text(col::ZONE)?,
+        tags_json: text(col::TAGS)?,
+        mode: text(col::MODE)?,
+        service_status: text(col::SERVICE_STATUS)?,
+        sensor_status: status_from_rank(int(col::STATUS_RANK)?)?,
+        version: r.try_get::<Option<&str>, _>(col::VERSION).map_err(corrupt)?,
+        delayed_update: r.try_get::<bool, _>(col::DELAYED_UPDATE).map_err(corrupt)?,
+        health_status: HealthStatus::from_rank(int(col::HEALTH_RANK)?),
+        open_issues: int(col::OPEN_ISSUES)?,
+        created_at: int(col::CREATED_AT)?,
+        last_seen_at: r.try_get::<Option<i64>, _>(col::LAST_SEEN_AT).map_err(corrupt)?,
+    })
 }

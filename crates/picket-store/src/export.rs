@@ -4,13 +4,15 @@
 //! backends share.
 //!
 //! Two ways to read: `export_page` (keyset pages like the list's, owned rows) and
-//! `export_stream`, what the CSV endpoint uses: one ordered query over one read connection
-//! (one snapshot; SQLite under WAL and PostgreSQL both keep it without blocking writers),
-//! each row borrowed from the database row ([`ExportCells`]) and encoded by the caller's
-//! [`ExportEncoder`] straight into a reused chunk buffer, so a sensor costs no allocation of
-//! its own. Memory stays bounded by a few chunks however large the fleet: the reading task
-//! waits while [`EXPORT_CHUNKS_IN_FLIGHT`] chunks are queued and stops when the stream is
-//! dropped.
+//! `export_stream`, what the CSV endpoint uses: one snapshot read on one read connection
+//! (SQLite under WAL and PostgreSQL both keep it without blocking writers). PostgreSQL (and
+//! SQLite for a name search) runs one ordered query ([`export_stream_sql`]) and borrows each
+//! row's cells from the database row; SQLite otherwise reads keyset pages of a few thousand
+//! sensors, each one JSON text, in one read transaction (its backend says why). Either way the
+//! cells ([`ExportCells`]) go to the caller's [`ExportEncoder`] through an [`ExportChunker`]
+//! into a reused chunk buffer. Memory stays bounded by a few chunks (and on SQLite a batch or
+//! two) however large the fleet: the reading task waits while [`EXPORT_CHUNKS_IN_FLIGHT`]
+//! chunks are queued and stops when the stream is dropped.
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
