@@ -133,8 +133,15 @@ pub fn install(o: &InstallOptions) -> anyhow::Result<()> {
     ));
     // Held while this install writes the dir (a `run` started meanwhile is refused). The
     // journal is checked again under it: another install may have finished meanwhile.
-    let lock = layout.lock()?;
+    let lock = match layout.lock() {
+        Ok(lock) => lock,
+        Err(e) => {
+            discard();
+            return Err(e);
+        }
+    };
     if layout.journal().exists() {
+        discard();
         bail!("{} was installed meanwhile by another picket-updater install", root.display());
     }
     // The writing half, undone as a whole if any step fails.
@@ -199,9 +206,14 @@ pub fn install(o: &InstallOptions) -> anyhow::Result<()> {
     if let Err(e) = installed {
         // Leave the dir as it was, so the same install can be run again once the cause is fixed
         // (the state dir keeps the identity the sensor made: activation resumes with it).
-        layout.undo_install(&version);
+        let left = layout.undo_install(&version);
         drop(lock);
-        let _ = std::fs::remove_file(layout.lock_path());
+        if !left.is_empty() {
+            return Err(e.context(format!(
+                "the install was undone except for {}: remove them before installing again",
+                left.join(", ")
+            )));
+        }
         return Err(e.context(format!("nothing was left installed in {}", root.display())));
     }
     say(&format!("installed; start the service with `picket-updater run --install-dir {}`", root.display()));

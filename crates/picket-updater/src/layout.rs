@@ -14,7 +14,8 @@
 //!   updater stops a sensor left over by a killed one;
 //! - `<install-dir>/updater.lock`: locked (`flock`, exclusive) by the one `run` supervising
 //!   the dir and by `install` while it writes, so a second `run` cannot start a second sensor;
-//!   the kernel releases it when the process ends, however it ends;
+//!   the kernel releases it when the process ends, however it ends. Never deleted (a process
+//!   could lock the old file while a new one is made, and two would hold "the" lock);
 //! - `<state-dir>/update/`: the files shared with the sensor (update protocol).
 //!
 //! Every file is written to a temporary name, synced and renamed.
@@ -84,21 +85,23 @@ impl Layout {
     }
     /// Removes what a failed `install` of `version` wrote (`current`, `journal.json`,
     /// `updater.json`, the extracted `<version>/`), so the install can be run again; the
-    /// state dir is left alone. Best effort: a failure to remove is logged.
-    pub fn undo_install(&self, version: &str) {
+    /// state dir and `updater.lock` are left alone. Returns what it could not remove.
+    pub fn undo_install(&self, version: &str) -> Vec<String> {
+        let mut left = Vec::new();
         for file in [self.current(), self.journal(), self.config()] {
             if let Err(e) = std::fs::remove_file(&file)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
-                tracing::warn!(path = %file.display(), error = %e, "cannot remove after a failed install");
+                left.push(format!("{} ({e})", file.display()));
             }
         }
         let dir = self.version_dir(version);
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            tracing::warn!(path = %dir.display(), error = %e, "cannot remove after a failed install");
+            left.push(format!("{} ({e})", dir.display()));
         }
+        left
     }
 
     /// `updater.lock`.
@@ -119,8 +122,9 @@ impl Layout {
         match f.try_lock() {
             Ok(()) => Ok(f),
             Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-                "another picket-updater is using {} (it holds {}): only one `picket-updater run` may supervise an \
-                 install dir, or two sensors would run and update it at once; stop the other one first",
+                "another picket-updater (a run, or an install still writing) is using {} (it holds {}): only one \
+                 `picket-updater run` may supervise an install dir, or two sensors would run and update it at once; \
+                 stop the other one first",
                 self.root.display(),
                 path.display()
             ),
