@@ -440,12 +440,17 @@ AND {cond} LIMIT {n}"
     fn condition_of_kind(kind_column: &str, ctx: &StatusContext, q: &mut SqlQuery) -> String {
         let mut s = format!("(CASE {kind_column}");
         for kind in HealthIssueKind::FROM_FACTS {
-            let c = if *kind == HealthIssueKind::Disconnected { ctx.without_grace() } else { *ctx };
-            let cond = condition_sql(*kind, &c, q);
+            let cond = condition_sql(*kind, &ending_ctx(*kind, ctx), q);
             s.push_str(&format!(" WHEN '{}' THEN {cond}", kind.as_str()));
         }
         s.push_str(" ELSE TRUE END)");
         s
+    }
+
+    /// The context an open issue of `kind` is judged in (`picket_domain::issues::condition_ended`):
+    /// `disconnected` without the grace period after a restart, the others as they are.
+    fn ending_ctx(kind: HealthIssueKind, ctx: &StatusContext) -> StatusContext {
+        if kind == HealthIssueKind::Disconnected { ctx.without_grace() } else { *ctx }
     }
 
     /// Inserts the issue described by [`new_issue_values`] (`$1`..`$9`) if its sensor exists,
@@ -526,7 +531,7 @@ THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS ended FROM health_issues h 
         let mut q = SqlQuery::default();
         q.bind(SqlParam::Text("id".into()));
         q.bind(SqlParam::Int(0));
-        let cond = condition_sql(kind, ctx, &mut q);
+        let cond = condition_sql(kind, &ending_ctx(kind, ctx), &mut q);
         q.sql = format!(
             "UPDATE health_issues SET status = 'closed', closed_at = $2, closed_by = 'system' \
 WHERE id = $1 AND status = 'open' AND NOT EXISTS (SELECT 1 FROM sensors WHERE sensors.id = health_issues.sensor_id AND {cond})"
@@ -736,69 +741,4 @@ pub fn outbox_payload(event: &str, issue: &HealthIssue, sensor: &SensorRow) -> S
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_trims_like_the_api() {
-        assert_eq!(rfc3339(Timestamp(1_795_341_600_000)), "2026-11-22T10:00:00Z");
-        assert_eq!(rfc3339(Timestamp(1_795_341_600_250)), "2026-11-22T10:00:00.25Z");
-        assert_eq!(rfc3339(Timestamp(1_795_341_600_007)), "2026-11-22T10:00:00.007Z");
-    }
-
-    #[test]
-    fn placeholders_line_up() {
-        let c = StatusContext {
-            now: Timestamp(1_000_000_000),
-            timings: Default::default(),
-            outdated_below: None,
-            watching_since: Timestamp(0),
-        };
-        for q in [sql::candidates_sql(&c, 10), sql::ended_sql(&c), sql::ended_batch_sql(&c), sql::unmute_sql(&c)] {
-            let n = q.params.len();
-            assert!(q.sql.contains(&format!("${n}")) && !q.sql.contains(&format!("${}", n + 1)), "{}", q.sql);
-        }
-        for k in HealthIssueKind::ALL {
-            let q = sql::insert_issue_sql(*k, Some(&c));
-            let n = q.params.len();
-            assert!(n >= 9);
-            assert!(!q.sql.contains(&format!("${}", n + 1)), "{k}: {}", q.sql);
-            let q = sql::auto_close_sql(*k, &c);
-            assert!(!q.sql.contains(&format!("${}", q.params.len() + 1)));
-        }
-    }
-
-    /// Every statement of the status job references every parameter it binds, in every
-    /// clock context (within the restart grace or not, with or without `outdated_below`):
-    /// otherwise one SQL text carries a varying number of parameters and PostgreSQL refuses
-    /// the Bind against the statement sqlx cached for the text, failing every tick.
-    #[test]
-    fn status_job_sql_binds_only_what_it_references() {
-        let v3 = picket_domain::Version { major: 3, minor: 0, patch: 0 };
-        for watching_since in [Timestamp(0), Timestamp(999_999_000)] {
-            for outdated_below in [None, Some(v3)] {
-                let c = StatusContext {
-                    now: Timestamp(1_000_000_000),
-                    timings: Default::default(),
-                    outdated_below,
-                    watching_since,
-                };
-                let mut all = vec![
-                    sql::candidates_sql(&c, 10),
-                    sql::candidates_sql_with(&c, 10, sql::IndexHints::IndexedBy),
-                    sql::ended_sql(&c),
-                    sql::ended_batch_sql(&c),
-                    sql::unmute_sql(&c),
-                    sql::forget_service_status_sql(&c),
-                ];
-                for k in HealthIssueKind::ALL {
-                    all.push(sql::insert_issue_sql(*k, Some(&c)));
-                    all.push(sql::auto_close_sql(*k, &c));
-                }
-                for q in all {
-                    assert_eq!(q.unreferenced_params(), Vec::<usize>::new(), "{}", q.sql);
-                }
-            }
-        }
-    }
-}
+mod tests;
