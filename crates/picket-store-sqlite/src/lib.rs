@@ -80,6 +80,12 @@ fn bind(mut q: Query<'_>, values: Vec<Value>) -> Query<'_> {
 }
 
 /// Builds a query from SQL text assembled from our own constants (never from input).
+/// Whether `PRAGMA compile_options` lists `DEFAULT_MEMSTATUS=0`.
+async fn memstatus_off(pool: &SqlitePool) -> StoreResult<bool> {
+    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(pool).await.map_err(db_err)?;
+    Ok(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"))
+}
+
 fn dynamic(sql: String) -> Query<'static> {
     sqlx::query(AssertSqlSafe(sql))
 }
@@ -143,8 +149,20 @@ impl SqliteStore {
         for pragma in ["PRAGMA analysis_limit = 1000", "PRAGMA optimize = 0x10002"] {
             sqlx::query(pragma).execute(&writer).await.map_err(db_err)?;
         }
+        if !memstatus_off(&writer).await? {
+            tracing::warn!(
+                "this build's SQLite keeps memory statistics (one process-wide lock around each of its \
+                 allocations): build Picket from its workspace, whose .cargo/config.toml sets \
+                 LIBSQLITE3_FLAGS=-DSQLITE_DEFAULT_MEMSTATUS=0; exports and heartbeats run slower without it"
+            );
+        }
         tracing::debug!(path = %path.display(), "opened SQLite store");
         Ok(SqliteStore { writer, reader, export_batch_rows: export::EXPORT_BATCH_ROWS })
+    }
+
+    /// Whether the linked SQLite was built without memory statistics (`.cargo/config.toml`).
+    pub async fn built_without_memstatus(&self) -> StoreResult<bool> {
+        memstatus_off(&self.writer).await
     }
 
     /// The same store with streamed exports read `rows` sensors per batch (at least 1): tests

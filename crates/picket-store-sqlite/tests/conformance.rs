@@ -72,3 +72,12 @@ async fn blocked_kinds_follow_every_issue_change() {
     };
     picket_store::health_conformance::blocked_kinds_follow_every_issue_change(Arc::new(store), &raw).await;
 }
+
+/// The workspace's `.cargo/config.toml` reaches the bundled SQLite: built without memory
+/// statistics (each SQLite allocation took a process-wide lock; BENCHMARKS.md, export).
+#[tokio::test]
+async fn sqlite_is_built_without_memory_statistics() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("picket.db")).await.expect("open SQLite store");
+    assert!(store.built_without_memstatus().await.expect("compile options"), "SQLITE_DEFAULT_MEMSTATUS=0");
+}
