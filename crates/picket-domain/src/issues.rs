@@ -198,6 +198,17 @@ pub fn condition_holds(kind: HealthIssueKind, f: &HealthFacts, ctx: &StatusConte
     }
 }
 
+/// Whether the status job opens an issue of `kind` now: its condition holds, and the sensor
+/// is not one the grace period after a restart shields. A sensor silent for
+/// `disconnect_after` or more is `disconnected` once the control plane has listened that long;
+/// until then it cannot tell, so it raises nothing for it (not `disconnected`, and not the kinds
+/// a disconnected sensor cannot have, which would close again when the grace period ends).
+pub fn should_open(kind: HealthIssueKind, f: &HealthFacts, ctx: &StatusContext) -> bool {
+    let shielded = ctx.disconnect_cutoff().is_none()
+        && derive_sensor_status(&f.status, &ctx.without_grace()) == SensorStatus::Disconnected;
+    !shielded && condition_holds(kind, f, ctx)
+}
+
 /// Whether an open issue of `kind` has ended: its condition no longer holds. For
 /// `disconnected` the grace period after a restart does not count (the control plane not
 /// having listened for long yet says nothing of the sensor): the issue ends when the sensor
@@ -560,6 +571,29 @@ mod tests {
                     }
                 } else {
                     prop_assert_eq!(ended, !condition_holds(*k, &f, &c), "{}", k);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn nothing_opens_for_a_sensor_the_grace_period_shields(f in arb_facts(), since in 0i64..30) {
+            let mut c = ctx();
+            c.watching_since = Timestamp(NOW.0 - since * MIN);
+            let shielded = c.disconnect_cutoff().is_none()
+                && derive_sensor_status(&f.status, &c.without_grace()) == SensorStatus::Disconnected;
+            for k in HealthIssueKind::ALL {
+                let open = should_open(*k, &f, &c);
+                prop_assert!(!open || condition_holds(*k, &f, &c), "{} opens only when its condition holds", k);
+                if shielded {
+                    prop_assert!(!open, "{} opened for a shielded sensor", k);
+                } else {
+                    prop_assert_eq!(open, condition_holds(*k, &f, &c), "{}", k);
+                }
+                // What opens in the grace period still holds once it ends (no open-then-close).
+                if open {
+                    prop_assert!(condition_holds(*k, &f, &c.without_grace()), "{} would close after the grace period", k);
                 }
             }
         }

@@ -266,6 +266,18 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
         format!("({})", parts.join(" AND "))
     }
 
+    /// The SQL of `picket_domain::issues::should_open`: [`condition_sql`], and during the grace
+    /// period after a restart not for a sensor silent for `disconnect_after` or more (it would
+    /// be `disconnected` outside the grace period: nothing is raised for it until then).
+    pub fn open_condition_sql(kind: HealthIssueKind, ctx: &StatusContext, q: &mut SqlQuery) -> String {
+        let cond = condition_sql(kind, ctx, q);
+        if ctx.disconnect_cutoff().is_some() || cond == "FALSE" {
+            return cond;
+        }
+        let shielded = rule_predicate(SensorStatus::Disconnected, &ctx.without_grace(), q);
+        format!("({cond} AND NOT {shielded})")
+    }
+
     /// How a kind's sensors are searched: the predicate that finds them through an index range,
     /// implied by the condition (so it narrows and never decides), and that index. `None` when
     /// the condition cannot hold at `ctx` (the grace period, no `outdated_below`): the kind is
@@ -395,7 +407,7 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
         let mut q = SqlQuery::default();
         let mut flags = Vec::new();
         for kind in HealthIssueKind::FROM_FACTS {
-            let cond = condition_sql(*kind, ctx, &mut q);
+            let cond = open_condition_sql(*kind, ctx, &mut q);
             let blocked = blocked(*kind, &mut q);
             flags.push((flag_column(*kind), format!("({cond} AND NOT {blocked})")));
         }
@@ -407,7 +419,7 @@ h.opened_at, h.closed_at, h.closed_by, h.title, h.detail, h.recommendation";
                 IndexHints::IndexedBy => format!("sensors INDEXED BY {}", search.index),
             };
             let drive = search.predicate;
-            let cond = condition_sql(*kind, ctx, &mut q);
+            let cond = open_condition_sql(*kind, ctx, &mut q);
             let blocked = blocked(*kind, &mut q);
             let n = q.bind(SqlParam::Int(i64::from(limit)));
             let found = if search.has_id {
@@ -463,7 +475,7 @@ AND {cond} LIMIT {n}"
         }
         let extra = match ctx {
             Some(c) => {
-                let cond = condition_sql(kind, c, &mut q);
+                let cond = open_condition_sql(kind, c, &mut q);
                 let blocked = blocked(kind, &mut q);
                 format!(" AND {cond} AND NOT {blocked}")
             }

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use picket_domain::issues::{HealthIssueKind, IssueStatus, condition_ended, condition_holds, describe};
+use picket_domain::issues::{HealthIssueKind, IssueStatus, condition_ended, condition_holds, describe, should_open};
 use picket_domain::{
     HealthStatus, Mode, SensorType, ServiceStatus, Severity, StatusContext, StatusTimings, Timestamp, UpdateState,
     Version,
@@ -168,17 +168,19 @@ fn issue_for(row: &SensorRow, kind: HealthIssueKind, id: &str, c: &StatusContext
 }
 
 /// The job's SQL (candidates to open, and open issues whose condition ended) selects exactly
-/// the sensors `picket_domain::issues::condition_holds` says, for every kind, in a normal
-/// context and in the grace period after a restart.
+/// the sensors `picket_domain::issues::should_open` and `condition_ended` say, for every
+/// kind, in a normal context and in the grace period after a restart (with and without an
+/// `outdated` threshold).
 pub async fn health_conditions_agree_with_the_domain(store: Arc<dyn Store>) {
     create_sub(&store).await;
     let rows = random_rows(400, 7);
     store.import_sensors(&rows).await.expect("import_sensors");
     let grace = StatusContext { watching_since: Timestamp(NOW.0 - 2 * MIN), outdated_below: None, ..ctx() };
-    for c in [ctx(), grace] {
+    let grace_outdated = StatusContext { watching_since: Timestamp(NOW.0 - 2 * MIN), ..ctx() };
+    for c in [ctx(), grace, grace_outdated] {
         for kind in HealthIssueKind::ALL {
             let expected: BTreeSet<String> =
-                rows.iter().filter(|r| condition_holds(*kind, &health_facts(r), &c)).map(|r| r.id.clone()).collect();
+                rows.iter().filter(|r| should_open(*kind, &health_facts(r), &c)).map(|r| r.id.clone()).collect();
             let got = all_candidates(&store, *kind, &c).await;
             let wrong: Vec<String> = got
                 .symmetric_difference(&expected)

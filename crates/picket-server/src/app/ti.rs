@@ -269,6 +269,9 @@ impl App {
         let after = self.config().ti_stale_after;
         let stale_below = self.store().ti_version_published_by(ctx.now.minus(after)).await?;
         let rule = TiStaleRule { stale_below, seen_after: ctx.disconnect_cutoff() };
+        // Opening also skips, during the grace period after a restart, the sensors that would be
+        // disconnected outside it (`issues::should_open`): their issue would close when it ends.
+        let open_rule = TiStaleRule { stale_below, seen_after: ctx.without_grace().disconnect_cutoff() };
         let mut tick = HealthTick::default();
         for sensor_id in self.store().ti_stale_ended(&rule).await? {
             if let Some(issue) =
@@ -280,7 +283,7 @@ impl App {
         }
         let Some(below) = stale_below else { return Ok(tick) };
         loop {
-            let batch = self.store().ti_stale_candidates(&rule, HEALTH_BATCH).await?;
+            let batch = self.store().ti_stale_candidates(&open_rule, HEALTH_BATCH).await?;
             let mut opened = 0;
             for s in &batch {
                 let runs = match s.ti_version {
